@@ -1,0 +1,78 @@
+//! The crate's one error type.
+
+use thiserror::Error;
+
+/// Everything that can go wrong when a user's arrays or settings reach the crate.
+///
+/// Messages carry the numbers a user needs to find the problem, e.g.
+/// `lstm input: expected shape [32, 24, 1], got [32, 24, 3]`.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An array did not have the shape the operation needs.
+    #[error("{what}: expected shape {expected:?}, got {got:?}")]
+    Shape {
+        /// Which array (e.g. `"lstm input"`).
+        what: String,
+        /// The shape that was required.
+        expected: Vec<usize>,
+        /// The shape that was given.
+        got: Vec<usize>,
+    },
+    /// An array that must hold at least one element along an axis was empty.
+    #[error("{what}: {axis} must be at least 1 (shape {shape:?})")]
+    Empty {
+        /// Which array.
+        what: String,
+        /// Which axis is empty (`"batch"`, `"steps"`, ...).
+        axis: String,
+        /// The shape that was given.
+        shape: Vec<usize>,
+    },
+    /// A hyperparameter or size is out of range.
+    #[error("invalid {what}: {reason}")]
+    InvalidConfig {
+        /// Which setting.
+        what: String,
+        /// Why it is rejected, with the value.
+        reason: String,
+    },
+    /// A value that must be finite was NaN or infinite.
+    #[error("non-finite value in {what} at index {index:?}")]
+    NonFinite {
+        /// Which array or quantity.
+        what: String,
+        /// Where the first non-finite value sits.
+        index: Vec<usize>,
+    },
+    /// `backward` was called without a preceding training `forward`.
+    #[error("{layer}: backward called without a preceding training forward")]
+    BackwardBeforeForward {
+        /// The layer's name.
+        layer: String,
+    },
+    /// The operation is not available for this object (e.g. a PyTorch export of a
+    /// reset-before GRU, which PyTorch does not have).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(what: impl Into<String>, expected: &[usize], got: &[usize]) -> Self {
+        Error::Shape {
+            what: what.into(),
+            expected: expected.to_vec(),
+            got: got.to_vec(),
+        }
+    }
+
+    pub(crate) fn config(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}

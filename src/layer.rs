@@ -1,0 +1,92 @@
+//! The object-safe [`Layer`] trait every building block implements.
+
+use std::fmt::Debug;
+
+use ndarray::{Array3, ArrayView3};
+
+use crate::{Error, Float, ParamMut, ParamView, Result};
+
+/// A differentiable layer over 3-D activations `[batch, steps, features]`.
+///
+/// Activations between layers are always 3-D: a layer that keeps only the last step returns
+/// `[batch, 1, features]`. The trait is object-safe, so a model is a list of `Box<dyn Layer<F>>`
+/// and a user can add their own layer by implementing it.
+///
+/// Contract:
+/// * [`forward`](Self::forward) is the training pass: it keeps what [`backward`](Self::backward)
+///   needs; [`predict`](Self::predict) is the same function and keeps nothing.
+/// * [`backward`](Self::backward) takes ∂L/∂output (the forward output's shape), returns
+///   ∂L/∂input, and *adds* ∂L/∂θ into the gradients of the parameters; without a preceding
+///   forward it returns [`Error::BackwardBeforeForward`].
+/// * [`visit_params`](Self::visit_params) and [`visit_params_mut`](Self::visit_params_mut) visit
+///   every parameter in one fixed order, which optimizers rely on.
+pub trait Layer<F: Float>: Debug + Send + Sync {
+    /// Short lower-case name of the kind of layer (`"lstm"`, `"dense"`).
+    fn name(&self) -> &'static str;
+
+    /// The feature count of the input, the last axis.
+    fn input_size(&self) -> usize;
+
+    /// The feature count of the output, the last axis.
+    fn output_size(&self) -> usize;
+
+    /// The number of output steps for `input_steps` input steps (the identity unless the
+    /// layer keeps only the last step, or otherwise changes the time axis).
+    fn output_steps(&self, input_steps: usize) -> usize {
+        input_steps
+    }
+
+    /// Training forward: `x` `[B, T, input_size]` → `[B, output_steps(T), output_size]`.
+    fn forward(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>>;
+
+    /// Inference forward: the same function as [`forward`](Self::forward), no cache kept.
+    fn predict(&self, x: ArrayView3<'_, F>) -> Result<Array3<F>>;
+
+    /// Backward for the last training forward: ∂L/∂output → ∂L/∂input, adding into the
+    /// parameter gradients.
+    fn backward(&mut self, d_out: ArrayView3<'_, F>) -> Result<Array3<F>>;
+
+    /// Visits every parameter (value and gradient) in a fixed order.
+    fn visit_params(&self, visit: &mut dyn FnMut(ParamView<'_, F>));
+
+    /// Visits every parameter mutably, in the same order as [`visit_params`](Self::visit_params).
+    fn visit_params_mut(&mut self, visit: &mut dyn FnMut(ParamMut<'_, F>));
+
+    /// The number of trainable scalars.
+    fn param_count(&self) -> usize {
+        let mut n = 0;
+        self.visit_params(&mut |p| n += p.value.len());
+        n
+    }
+
+    /// Sets every parameter gradient to zero.
+    fn zero_grad(&mut self) {
+        self.visit_params_mut(&mut |p| p.grad.iter_mut().for_each(|g| *g = F::zero()));
+    }
+}
+
+/// Checks `x` is `[B, T, features]` with B, T ≥ 1; returns (B, T).
+pub(crate) fn check_sequence<F>(
+    layer: &str,
+    x: &ArrayView3<'_, F>,
+    features: usize,
+) -> Result<(usize, usize)> {
+    let (b, t, i) = x.dim();
+    if i != features {
+        return Err(Error::shape(
+            format!("{layer} input"),
+            &[b, t, features],
+            x.shape(),
+        ));
+    }
+    for (axis, n) in [("batch", b), ("steps", t)] {
+        if n == 0 {
+            return Err(Error::Empty {
+                what: format!("{layer} input"),
+                axis: axis.to_string(),
+                shape: x.shape().to_vec(),
+            });
+        }
+    }
+    Ok((b, t))
+}

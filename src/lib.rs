@@ -1,0 +1,52 @@
+//! # recurrent
+//!
+//! Recurrent neural networks for time series, with backpropagation through time written by hand
+//! and checked against two oracles: central finite differences in f64 and PyTorch's own numbers.
+//!
+//! Layers ([`Layer`]):
+//! * [`Dense`]: `y = φ(x Wᵀ + b)`;
+//! * [`SimpleRnn`] (Elman, [`SimpleRnnCell`]), [`Lstm`] ([`LstmCell`]) and [`Gru`] ([`GruCell`],
+//!   reset-after and reset-before), all one [`Recurrent`] driver over a [`Cell`].
+//!
+//! Arrays are batch-first: `[batch, steps, features]`. Parameters are stored as PyTorch shapes
+//! them, and import/export to PyTorch's and Keras's layouts lives in [`interop`].
+//! Everything is generic over the element type ([`Float`]: `f32` by default, or `f64`).
+//!
+//! ```
+//! use ndarray::Array3;
+//! use rand::SeedableRng;
+//! use rand_chacha::ChaCha8Rng;
+//! use recurrent::{Activation, Dense, Gru, Layer};
+//!
+//! let mut rng = ChaCha8Rng::seed_from_u64(42);
+//! // A GRU reading 24 steps of 1 feature, keeping its last state, then a linear head.
+//! let gru = Gru::<f32>::new(1, 16, &mut rng)?.with_return_sequences(false);
+//! let head = Dense::<f32>::new(16, 1, Activation::Identity, &mut rng)?;
+//! let x = Array3::<f32>::zeros((8, 24, 1));
+//! let y = head.predict(gru.predict(x.view())?.view())?;
+//! assert_eq!(y.shape(), &[8, 1, 1]); // [batch, horizon, targets]
+//! # Ok::<(), recurrent::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod activation;
+mod dense;
+mod error;
+mod float;
+pub mod init;
+mod layer;
+mod param;
+mod recurrent;
+
+pub use activation::Activation;
+pub use dense::{Dense, DenseWeights};
+pub use error::{Error, Result};
+pub use float::Float;
+pub use init::Init;
+pub use layer::Layer;
+pub use param::{Param, ParamMut, ParamView};
+pub use recurrent::{
+    BackwardStep, Cell, ForwardStep, Gru, GruCell, Lstm, LstmCell, Recurrent, RecurrentKernel,
+    RecurrentState, RecurrentWeights, SimpleRnn, SimpleRnnCell,
+};

@@ -1,0 +1,179 @@
+//! What one time step of a cell does, and its derivative. The time loop lives in the driver
+//! ([`Recurrent`](crate::Recurrent)); a cell never sees more than one step.
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis, linalg::general_mat_mul, s};
+
+use crate::Float;
+
+/// The recurrent weights as one step sees them: `W_hh` `[G·H, H]` and `b_hh` `[G·H]`.
+///
+/// Cells reach the recurrent matrix only through [`project`](Self::project) and
+/// [`back_project`](Self::back_project), so the product kernel can change in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct RecurrentKernel<'a, F: Float> {
+    weight_hh: ArrayView2<'a, F>,
+    bias_hh: ArrayView1<'a, F>,
+}
+
+impl<'a, F: Float> RecurrentKernel<'a, F> {
+    pub(crate) fn new(weight_hh: ArrayView2<'a, F>, bias_hh: ArrayView1<'a, F>) -> Self {
+        RecurrentKernel { weight_hh, bias_hh }
+    }
+
+    /// `out [B, rows.len()] = h [B, H] · W_hh[rows]ᵀ + b_hh[rows]`.
+    pub fn project(&self, h: ArrayView2<'_, F>, rows: Range<usize>, mut out: ArrayViewMut2<'_, F>) {
+        let bias = self.bias_hh.slice(s![rows.clone()]);
+        let dim = out.raw_dim();
+        out.assign(&bias.broadcast(dim).expect("bias row matches output width"));
+        let w = self.weight_hh.slice(s![rows, ..]);
+        general_mat_mul(F::one(), &h, &w.t(), F::one(), &mut out);
+    }
+
+    /// `out [B, H] = β·out + d [B, rows.len()] · W_hh[rows]`, with β = 1 when `accumulate`.
+    pub fn back_project(
+        &self,
+        d: ArrayView2<'_, F>,
+        rows: Range<usize>,
+        mut out: ArrayViewMut2<'_, F>,
+        accumulate: bool,
+    ) {
+        let w = self.weight_hh.slice(s![rows, ..]);
+        let beta = if accumulate { F::one() } else { F::zero() };
+        general_mat_mul(F::one(), &d, &w, beta, &mut out);
+    }
+}
+
+/// One forward step, as the driver hands it to a cell. Every buffer is row-major with one
+/// row per batch entry (`B` rows); `H` is the hidden size and `G` the cell's gate count.
+#[derive(Debug)]
+pub struct ForwardStep<'a, 'k, F: Float> {
+    /// Batch size `B`.
+    pub batch: usize,
+    /// Hidden size `H`.
+    pub hidden: usize,
+    /// `[B, G·H]`: on entry `W_ih x_t + b_ih`; the cell leaves here what its backward needs
+    /// (usually the activated gates).
+    pub gates: &'a mut [F],
+    /// `[B, E·H]`: further values the backward needs (`E` = [`Cell::extra_blocks`]).
+    pub extra: &'a mut [F],
+    /// `[B, G·H]` scratch for the recurrent product.
+    pub scratch: &'a mut [F],
+    /// `[B, H]`: h_{t−1}.
+    pub h_prev: &'a [F],
+    /// `[B, H]`: h_t, written by the cell.
+    pub h: &'a mut [F],
+    /// `[B, H]`: c_{t−1} for cells with a cell state, else empty.
+    pub c_prev: &'a [F],
+    /// `[B, H]`: c_t, written by cells with a cell state, else empty.
+    pub c: &'a mut [F],
+    /// The recurrent weights.
+    pub kernel: RecurrentKernel<'k, F>,
+}
+
+/// One backward step: given ∂L/∂h_t (and ∂L/∂c_t), a cell writes the gradients of its
+/// pre-activations and of the previous state.
+#[derive(Debug)]
+pub struct BackwardStep<'a, 'k, F: Float> {
+    /// Batch size `B`.
+    pub batch: usize,
+    /// Hidden size `H`.
+    pub hidden: usize,
+    /// `[B, G·H]`: what the forward step left in `gates`.
+    pub gates: &'a [F],
+    /// `[B, E·H]`: what the forward step left in `extra`.
+    pub extra: &'a [F],
+    /// `[B, H]`: h_{t−1}.
+    pub h_prev: &'a [F],
+    /// `[B, H]`: h_t.
+    pub h: &'a [F],
+    /// `[B, H]`: c_{t−1}, or empty.
+    pub c_prev: &'a [F],
+    /// `[B, H]`: ∂L/∂h_t, everything that reaches h_t (the output's gradient plus step t+1's).
+    pub d_h: &'a [F],
+    /// `[B, H]`: on entry ∂L/∂c_t, on exit ∂L/∂c_{t−1}; empty without a cell state.
+    pub d_c: &'a mut [F],
+    /// `[B, G·H]`, written: ∂L/∂(W_ih x_t + b_ih), the input-side pre-activations.
+    pub d_gates: &'a mut [F],
+    /// `[B, G·H]`, written when [`Cell::separate_recurrent_grad`]: ∂L/∂(W_hh h_{t−1} + b_hh);
+    /// otherwise empty (the two are equal).
+    pub d_recurrent: &'a mut [F],
+    /// `[B, H]`, written: ∂L/∂h_{t−1}.
+    pub d_h_prev: &'a mut [F],
+    /// `[B, H]` scratch.
+    pub scratch: &'a mut [F],
+    /// The recurrent weights.
+    pub kernel: RecurrentKernel<'k, F>,
+}
+
+/// A recurrent cell: what one step computes and its derivative. Implemented by
+/// [`SimpleRnnCell`](crate::SimpleRnnCell), [`LstmCell`](crate::LstmCell) and
+/// [`GruCell`](crate::GruCell); a new cell needs only this trait to get the whole
+/// [`Recurrent`](crate::Recurrent) layer (sequence forward, BPTT, state passing).
+pub trait Cell: Debug + Clone + Send + Sync + 'static {
+    /// Short lower-case name (`"lstm"`).
+    fn name(&self) -> &'static str;
+    /// The number of gate blocks `G` fused in `W_ih` and `W_hh` (1, 4 or 3).
+    fn gates(&self) -> usize;
+    /// Whether the state has a cell part `c` besides `h` (LSTM).
+    fn has_cell_state(&self) -> bool {
+        false
+    }
+    /// How many `[B, H]` blocks of extra per-step cache the backward needs.
+    fn extra_blocks(&self) -> usize {
+        0
+    }
+    /// Whether ∂L/∂(W_hh h + b_hh) differs from ∂L/∂(W_ih x + b_ih) (the reset-after GRU).
+    fn separate_recurrent_grad(&self) -> bool {
+        false
+    }
+    /// Sets the initial `bias_ih` (`[G·H]`, zero on entry) for the Glorot scheme.
+    fn init_bias_ih<F: Float>(&self, _hidden: usize, _bias_ih: &mut [F]) {}
+
+    /// One forward step.
+    fn forward_step<F: Float>(&self, step: ForwardStep<'_, '_, F>);
+
+    /// One backward step.
+    fn backward_step<F: Float>(&self, step: BackwardStep<'_, '_, F>);
+
+    /// Adds ∂L/∂W_hh (`[G·H, H]`) given every step's recurrent pre-activation gradient
+    /// `d_recurrent` `[T·B, G·H]`, the previous states `h_prev` `[T·B, H]` and the extra cache
+    /// `[T·B, E·H]`. The default is the one product `d_recurrentᵀ · h_prev`.
+    fn recurrent_weight_grad<F: Float>(
+        &self,
+        hidden: usize,
+        d_recurrent: ArrayView2<'_, F>,
+        h_prev: ArrayView2<'_, F>,
+        extra: ArrayView2<'_, F>,
+        mut d_weight_hh: ArrayViewMut2<'_, F>,
+    ) {
+        let _ = (hidden, extra);
+        general_mat_mul(
+            F::one(),
+            &d_recurrent.t(),
+            &h_prev,
+            F::one(),
+            &mut d_weight_hh,
+        );
+    }
+}
+
+/// `[rows, cols]` view of a row-major slice (internal: sizes are the driver's own).
+pub(crate) fn view2<F>(data: &[F], rows: usize, cols: usize) -> ArrayView2<'_, F> {
+    ArrayView2::from_shape((rows, cols), &data[..rows * cols]).expect("buffer sized by the driver")
+}
+
+/// Mutable `[rows, cols]` view of a row-major slice.
+pub(crate) fn view2_mut<F>(data: &mut [F], rows: usize, cols: usize) -> ArrayViewMut2<'_, F> {
+    ArrayViewMut2::from_shape((rows, cols), &mut data[..rows * cols])
+        .expect("buffer sized by the driver")
+}
+
+/// Sums the rows of `d` `[N, K]` into `out` `[K]`.
+pub(crate) fn add_column_sums<F: Float>(d: ArrayView2<'_, F>, out: &mut ndarray::Array1<F>) {
+    for row in d.axis_iter(Axis(0)) {
+        *out += &row;
+    }
+}

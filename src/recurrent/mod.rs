@@ -1,0 +1,762 @@
+//! Recurrent layers: one driver ([`Recurrent`]) owns the time loop, forward and backward, for
+//! every [`Cell`].
+//!
+//! Shape of the work (`B` batch, `T` steps, `I` inputs, `H` hidden, `G` gates):
+//! 1. the inputs of all steps are projected at once, `X [T·B, I] · W_ihᵀ + b_ih → [T·B, G·H]`;
+//! 2. per step, the cell adds the recurrent product `h_{t−1} [B, H] · W_hhᵀ` for all gates at
+//!    once and applies its gate nonlinearities in one pass, in buffers allocated before the loop;
+//! 3. backward runs the steps in reverse, each producing the gate gradients and ∂L/∂h_{t−1};
+//!    after the loop `∂W_ih`, `∂W_hh`, the bias gradients and `∂X` are one product each over all
+//!    `T·B` rows.
+
+mod cell;
+mod gru;
+mod lstm;
+mod rnn;
+
+use ndarray::{Array1, Array2, Array3, ArrayView3, Axis, Ix1, Ix2, linalg::general_mat_mul, s};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+pub use cell::{BackwardStep, Cell, ForwardStep, RecurrentKernel};
+pub use gru::GruCell;
+pub use lstm::LstmCell;
+pub use rnn::SimpleRnnCell;
+
+use crate::layer::{Layer, check_sequence};
+use crate::{Error, Float, Init, Param, ParamMut, ParamView, Result, init};
+use cell::add_column_sums;
+
+/// An Elman RNN layer: [`Recurrent`] with a [`SimpleRnnCell`].
+pub type SimpleRnn<F = f32> = Recurrent<SimpleRnnCell, F>;
+/// An LSTM layer: [`Recurrent`] with an [`LstmCell`].
+pub type Lstm<F = f32> = Recurrent<LstmCell, F>;
+/// A GRU layer (reset-after or reset-before): [`Recurrent`] with a [`GruCell`].
+pub type Gru<F = f32> = Recurrent<GruCell, F>;
+
+/// A recurrent state: `h` `[B, H]`, and `c` `[B, H]` for cells with a cell state (LSTM).
+///
+/// Used for the initial state going in, the final state coming out, and their gradients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecurrentState<F> {
+    /// The hidden state `[B, H]`.
+    pub h: Array2<F>,
+    /// The cell state `[B, H]` (LSTM only).
+    pub c: Option<Array2<F>>,
+}
+
+impl<F: Float> RecurrentState<F> {
+    /// An all-zero state for `batch` rows of `hidden` units, with a cell part when `with_cell`.
+    pub fn zeros(batch: usize, hidden: usize, with_cell: bool) -> Self {
+        RecurrentState {
+            h: Array2::zeros((batch, hidden)),
+            c: with_cell.then(|| Array2::zeros((batch, hidden))),
+        }
+    }
+}
+
+/// A layer's weights in the crate's own layout, which is PyTorch's: `weight_ih` `[G·H, I]`,
+/// `weight_hh` `[G·H, H]`, `bias_ih` and `bias_hh` `[G·H]`, gate blocks of `H` rows in the
+/// cell's order (LSTM i, f, g, o; GRU r, z, n).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecurrentWeights<F> {
+    /// `[G·H, I]`
+    pub weight_ih: Array2<F>,
+    /// `[G·H, H]`
+    pub weight_hh: Array2<F>,
+    /// `[G·H]`
+    pub bias_ih: Array1<F>,
+    /// `[G·H]`
+    pub bias_hh: Array1<F>,
+}
+
+/// What a training forward keeps for the backward, time-major.
+#[derive(Debug, Clone)]
+struct SequenceCache<F> {
+    batch: usize,
+    steps: usize,
+    /// `[T·B, I]`: the inputs, row `t·B + b`.
+    x: Array2<F>,
+    /// `[T·B, G·H]`: what each step left in its gate buffer (activated gates).
+    gates: Array2<F>,
+    /// `[T·B, E·H]`: the cell's extra cache.
+    extra: Array2<F>,
+    /// `[(T+1)·B, H]`: h_0 … h_T.
+    hs: Array2<F>,
+    /// `[(T+1)·B, H]`: c_0 … c_T (empty without a cell state).
+    cs: Array2<F>,
+}
+
+/// A recurrent layer over `[batch, steps, features]`, generic over its [`Cell`] and element type.
+///
+/// Use it through the aliases [`SimpleRnn`], [`Lstm`] and [`Gru`]. Parameters are stored as
+/// PyTorch shapes them (see [`RecurrentWeights`]).
+///
+/// * [`forward_with_state`](Self::forward_with_state) `x [B, T, I]`, optional initial state →
+///   every step's `h` `[B, T, H]` and the final state; keeps a cache for the backward.
+/// * [`backward_with_state`](Self::backward_with_state) ∂L/∂outputs `[B, T, H]` and ∂L/∂final
+///   state → ∂L/∂x `[B, T, I]` and ∂L/∂initial state, *adding* into the parameter gradients.
+/// * As a [`Layer`], it returns every step (`return_sequences`, the default) or only the last,
+///   as `[B, 1, H]`.
+///
+/// ```
+/// use ndarray::Array3;
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+/// use recurrent::Lstm;
+///
+/// let mut rng = ChaCha8Rng::seed_from_u64(0);
+/// let mut lstm = Lstm::<f64>::new(2, 8, &mut rng)?;
+/// let x = Array3::<f64>::zeros((4, 10, 2)); // [batch, steps, features]
+/// let (outputs, final_state) = lstm.forward_with_state(x.view(), None)?;
+/// assert_eq!(outputs.shape(), &[4, 10, 8]);
+/// assert_eq!(final_state.h.shape(), &[4, 8]);
+///
+/// // Gradients of L = Σ outputs: every output gets ∂L/∂h = 1.
+/// let (d_x, d_initial) = lstm.backward_with_state(Some(Array3::ones((4, 10, 8)).view()), None)?;
+/// assert_eq!(d_x.shape(), &[4, 10, 2]);
+/// assert!(d_initial.c.is_some());
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Recurrent<C: Cell, F: Float = f32> {
+    cell: C,
+    input_size: usize,
+    hidden_size: usize,
+    return_sequences: bool,
+    weight_ih: Param<F, Ix2>,
+    weight_hh: Param<F, Ix2>,
+    bias_ih: Param<F, Ix1>,
+    bias_hh: Param<F, Ix1>,
+    cache: Option<SequenceCache<F>>,
+}
+
+impl<F: Float> SimpleRnn<F> {
+    /// A tanh Elman layer with the default ([`Init::Glorot`]) initialization.
+    pub fn new<R: Rng + ?Sized>(
+        input_size: usize,
+        hidden_size: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        Self::with_init(
+            SimpleRnnCell::default(),
+            input_size,
+            hidden_size,
+            Init::default(),
+            rng,
+        )
+    }
+}
+
+impl<F: Float> Lstm<F> {
+    /// An LSTM layer with the default ([`Init::Glorot`]) initialization.
+    pub fn new<R: Rng + ?Sized>(
+        input_size: usize,
+        hidden_size: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        Self::with_init(LstmCell, input_size, hidden_size, Init::default(), rng)
+    }
+}
+
+impl<F: Float> Gru<F> {
+    /// A reset-after GRU layer (PyTorch's) with the default ([`Init::Glorot`]) initialization.
+    pub fn new<R: Rng + ?Sized>(
+        input_size: usize,
+        hidden_size: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        Self::with_init(
+            GruCell::ResetAfter,
+            input_size,
+            hidden_size,
+            Init::default(),
+            rng,
+        )
+    }
+}
+
+impl<C: Cell, F: Float> Recurrent<C, F> {
+    /// A layer with `cell`, `input_size` inputs and `hidden_size` units, drawn by `init`.
+    ///
+    /// Errors when a size is 0.
+    pub fn with_init<R: Rng + ?Sized>(
+        cell: C,
+        input_size: usize,
+        hidden_size: usize,
+        init: Init,
+        rng: &mut R,
+    ) -> Result<Self> {
+        check_sizes(cell.name(), input_size, hidden_size)?;
+        let gh = cell.gates() * hidden_size;
+        let weights = match init {
+            Init::Glorot => {
+                let weight_ih = init::glorot_uniform(gh, input_size, rng)?;
+                let mut weight_hh = Array2::zeros((gh, hidden_size));
+                for gate in 0..cell.gates() {
+                    let block = init::orthogonal::<F, R>(hidden_size, rng);
+                    weight_hh
+                        .slice_mut(s![gate * hidden_size..(gate + 1) * hidden_size, ..])
+                        .assign(&block);
+                }
+                let mut bias_ih = Array1::zeros(gh);
+                if let Some(b) = bias_ih.as_slice_mut() {
+                    cell.init_bias_ih(hidden_size, b);
+                }
+                RecurrentWeights {
+                    weight_ih,
+                    weight_hh,
+                    bias_ih,
+                    bias_hh: Array1::zeros(gh),
+                }
+            }
+            Init::Torch => {
+                let k = 1.0 / (hidden_size as f64).sqrt();
+                RecurrentWeights {
+                    weight_ih: init::uniform(gh, input_size, k, rng)?,
+                    weight_hh: init::uniform(gh, hidden_size, k, rng)?,
+                    bias_ih: init::uniform_vector(gh, k, rng)?,
+                    bias_hh: init::uniform_vector(gh, k, rng)?,
+                }
+            }
+        };
+        Self::from_weights(cell, weights)
+    }
+
+    /// A layer holding `weights` (the crate's layout, see [`RecurrentWeights`]); sizes are read
+    /// from `weight_ih` `[G·H, I]`, and every other array must agree.
+    pub fn from_weights(cell: C, weights: RecurrentWeights<F>) -> Result<Self> {
+        let g = cell.gates();
+        let (rows, input_size) = weights.weight_ih.dim();
+        if rows == 0 || rows % g != 0 {
+            return Err(Error::config(
+                format!("{} weight_ih", cell.name()),
+                format!("{rows} rows is not a positive multiple of the {g} gates"),
+            ));
+        }
+        let hidden_size = rows / g;
+        check_sizes(cell.name(), input_size, hidden_size)?;
+        let name = cell.name();
+        let expect2 = |what: &str, a: &Array2<F>, shape: [usize; 2]| {
+            if a.shape() == shape {
+                Ok(())
+            } else {
+                Err(Error::shape(format!("{name} {what}"), &shape, a.shape()))
+            }
+        };
+        let expect1 = |what: &str, a: &Array1<F>, len: usize| {
+            if a.len() == len {
+                Ok(())
+            } else {
+                Err(Error::shape(format!("{name} {what}"), &[len], a.shape()))
+            }
+        };
+        expect2("weight_hh", &weights.weight_hh, [rows, hidden_size])?;
+        expect1("bias_ih", &weights.bias_ih, rows)?;
+        expect1("bias_hh", &weights.bias_hh, rows)?;
+        Ok(Recurrent {
+            cell,
+            input_size,
+            hidden_size,
+            return_sequences: true,
+            weight_ih: Param::new("weight_ih", weights.weight_ih),
+            weight_hh: Param::new("weight_hh", weights.weight_hh),
+            bias_ih: Param::new("bias_ih", weights.bias_ih),
+            bias_hh: Param::new("bias_hh", weights.bias_hh),
+            cache: None,
+        })
+    }
+
+    /// Builder-style: whether the [`Layer`] output is every step `[B, T, H]` (true, the
+    /// default) or only the last `[B, 1, H]`.
+    pub fn with_return_sequences(mut self, return_sequences: bool) -> Self {
+        self.return_sequences = return_sequences;
+        self
+    }
+
+    /// Whether the [`Layer`] output is every step.
+    pub fn return_sequences(&self) -> bool {
+        self.return_sequences
+    }
+
+    /// The cell.
+    pub fn cell(&self) -> &C {
+        &self.cell
+    }
+
+    /// `I`.
+    pub fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    /// `H`.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// A copy of the weights, in the crate's (PyTorch's) layout.
+    pub fn weights(&self) -> RecurrentWeights<F> {
+        RecurrentWeights {
+            weight_ih: self.weight_ih.value.clone(),
+            weight_hh: self.weight_hh.value.clone(),
+            bias_ih: self.bias_ih.value.clone(),
+            bias_hh: self.bias_hh.value.clone(),
+        }
+    }
+
+    /// A copy of the accumulated gradients, in the same layout as [`weights`](Self::weights).
+    pub fn gradients(&self) -> RecurrentWeights<F> {
+        RecurrentWeights {
+            weight_ih: self.weight_ih.grad.clone(),
+            weight_hh: self.weight_hh.grad.clone(),
+            bias_ih: self.bias_ih.grad.clone(),
+            bias_hh: self.bias_hh.grad.clone(),
+        }
+    }
+
+    /// Training forward over `x` `[B, T, I]` from `initial` (zeros when `None`): returns every
+    /// step's hidden state `[B, T, H]` and the final state, and keeps the cache
+    /// [`backward_with_state`](Self::backward_with_state) needs.
+    ///
+    /// Errors on a wrong feature count, an empty batch or zero steps, or an initial state of the
+    /// wrong shape (a cell state given to a cell without one included).
+    pub fn forward_with_state(
+        &mut self,
+        x: ArrayView3<'_, F>,
+        initial: Option<&RecurrentState<F>>,
+    ) -> Result<(Array3<F>, RecurrentState<F>)> {
+        let cache = self.run(x, initial)?;
+        let result = self.outputs(&cache);
+        self.cache = Some(cache);
+        Ok(result)
+    }
+
+    /// Inference forward: as [`forward_with_state`](Self::forward_with_state), keeping no cache.
+    pub fn predict_with_state(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: Option<&RecurrentState<F>>,
+    ) -> Result<(Array3<F>, RecurrentState<F>)> {
+        let cache = self.run(x, initial)?;
+        Ok(self.outputs(&cache))
+    }
+
+    /// Backpropagation through time for the last training forward.
+    ///
+    /// `d_outputs` `[B, T, H]` is ∂L/∂(every step's h) (`None`: zero), `d_final` ∂L/∂(final
+    /// state) (`None`: zero; its `c` may be `None` too). Returns ∂L/∂x `[B, T, I]` and ∂L/∂(initial
+    /// state), and *adds* ∂L/∂θ into every parameter's gradient. The cache is consumed: a second
+    /// backward needs a new forward.
+    pub fn backward_with_state(
+        &mut self,
+        d_outputs: Option<ArrayView3<'_, F>>,
+        d_final: Option<&RecurrentState<F>>,
+    ) -> Result<(Array3<F>, RecurrentState<F>)> {
+        let name = self.cell.name();
+        let cache = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::BackwardBeforeForward {
+                layer: name.to_string(),
+            })?;
+        let (b, t, h) = (cache.batch, cache.steps, self.hidden_size);
+        let check = |what: &str, got: &[usize], expected: &[usize]| {
+            if got == expected {
+                Ok(())
+            } else {
+                Err(Error::shape(format!("{name} {what}"), expected, got))
+            }
+        };
+        if let Some(d) = &d_outputs {
+            check("output gradient", d.shape(), &[b, t, h])?;
+        }
+        if let Some(d) = d_final {
+            check("final-state gradient h", d.h.shape(), &[b, h])?;
+            if let Some(c) = &d.c {
+                if !self.cell.has_cell_state() {
+                    return Err(Error::config(
+                        format!("{name} final-state gradient"),
+                        "a cell-state gradient was given to a cell without a cell state",
+                    ));
+                }
+                check("final-state gradient c", c.shape(), &[b, h])?;
+            }
+        }
+        let result = self.backward_cached(&cache, d_outputs, d_final);
+        self.cache = None;
+        Ok(result)
+    }
+
+    fn check_initial(&self, initial: &RecurrentState<F>, batch: usize) -> Result<()> {
+        let name = self.cell.name();
+        let expected = [batch, self.hidden_size];
+        if initial.h.shape() != expected {
+            return Err(Error::shape(
+                format!("{name} initial state h"),
+                &expected,
+                initial.h.shape(),
+            ));
+        }
+        match (&initial.c, self.cell.has_cell_state()) {
+            (Some(c), true) if c.shape() != expected => Err(Error::shape(
+                format!("{name} initial state c"),
+                &expected,
+                c.shape(),
+            )),
+            (Some(_), false) => Err(Error::config(
+                format!("{name} initial state"),
+                "a cell state was given to a cell without one",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The forward pass proper: every buffer is allocated here, before the step loop.
+    fn run(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: Option<&RecurrentState<F>>,
+    ) -> Result<SequenceCache<F>> {
+        let (b, t) = check_sequence(self.cell.name(), &x, self.input_size)?;
+        if let Some(state) = initial {
+            self.check_initial(state, b)?;
+        }
+        let (i, h) = (self.input_size, self.hidden_size);
+        let gh = self.cell.gates() * h;
+        let eh = self.cell.extra_blocks() * h;
+        let with_c = self.cell.has_cell_state();
+
+        // Time-major inputs [T·B, I]: one transpose at the boundary, none per step.
+        let x_tm = x
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((t * b, i))
+            .map_err(|e| Error::config("input layout", e.to_string()))?;
+        // Input projection of every step at once: X · W_ihᵀ + b_ih.
+        let mut gates = Array2::zeros((t * b, gh));
+        gates.assign(
+            &self
+                .bias_ih
+                .value
+                .broadcast((t * b, gh))
+                .expect("bias matches gate width"),
+        );
+        general_mat_mul(
+            F::one(),
+            &x_tm,
+            &self.weight_ih.value.t(),
+            F::one(),
+            &mut gates,
+        );
+
+        let mut extra = Array2::zeros((t * b, eh));
+        let mut hs = Array2::zeros(((t + 1) * b, h));
+        let mut cs = Array2::zeros((if with_c { (t + 1) * b } else { 0 }, h));
+        if let Some(state) = initial {
+            hs.slice_mut(s![..b, ..]).assign(&state.h);
+            if let Some(c0) = &state.c {
+                cs.slice_mut(s![..b, ..]).assign(c0);
+            }
+        }
+        let mut scratch = vec![F::zero(); b * gh];
+        let kernel = RecurrentKernel::new(self.weight_hh.value.view(), self.bias_hh.value.view());
+
+        let gates_all = as_slice_mut(&mut gates);
+        let extra_all = as_slice_mut(&mut extra);
+        let hs_all = as_slice_mut(&mut hs);
+        let cs_all = as_slice_mut(&mut cs);
+        let (bh, bgh, beh) = (b * h, b * gh, b * eh);
+        for step in 0..t {
+            let (h_done, h_next) = hs_all.split_at_mut((step + 1) * bh);
+            let (c_prev, c): (&[F], &mut [F]) = if with_c {
+                let (c_done, c_next) = cs_all.split_at_mut((step + 1) * bh);
+                (&c_done[step * bh..], &mut c_next[..bh])
+            } else {
+                (&[], &mut [])
+            };
+            self.cell.forward_step(ForwardStep {
+                batch: b,
+                hidden: h,
+                gates: &mut gates_all[step * bgh..(step + 1) * bgh],
+                extra: &mut extra_all[step * beh..(step + 1) * beh],
+                scratch: &mut scratch,
+                h_prev: &h_done[step * bh..],
+                h: &mut h_next[..bh],
+                c_prev,
+                c,
+                kernel,
+            });
+        }
+        Ok(SequenceCache {
+            batch: b,
+            steps: t,
+            x: x_tm,
+            gates,
+            extra,
+            hs,
+            cs,
+        })
+    }
+
+    /// Every step's h as `[B, T, H]`, and the final state.
+    fn outputs(&self, cache: &SequenceCache<F>) -> (Array3<F>, RecurrentState<F>) {
+        let (b, t, h) = (cache.batch, cache.steps, self.hidden_size);
+        let hs = cache
+            .hs
+            .view()
+            .into_shape_with_order((t + 1, b, h))
+            .expect("hs is [(T+1)·B, H]");
+        let outputs = hs
+            .slice(s![1.., .., ..])
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .into_owned();
+        let final_state = RecurrentState {
+            h: hs.index_axis(Axis(0), t).to_owned(),
+            c: self
+                .cell
+                .has_cell_state()
+                .then(|| cache.cs.slice(s![t * b.., ..]).to_owned()),
+        };
+        (outputs, final_state)
+    }
+
+    /// BPTT: the reverse step loop, then the whole-sequence weight products.
+    fn backward_cached(
+        &mut self,
+        cache: &SequenceCache<F>,
+        d_outputs: Option<ArrayView3<'_, F>>,
+        d_final: Option<&RecurrentState<F>>,
+    ) -> (Array3<F>, RecurrentState<F>) {
+        let (b, t, h, i) = (cache.batch, cache.steps, self.hidden_size, self.input_size);
+        let gh = self.cell.gates() * h;
+        let eh = self.cell.extra_blocks() * h;
+        let with_c = self.cell.has_cell_state();
+        let separate = self.cell.separate_recurrent_grad();
+        let (bh, bgh, beh) = (b * h, b * gh, b * eh);
+
+        // Upstream output gradients, time-major [T·B, H].
+        let d_out_tm: Option<Array2<F>> = d_outputs.map(|d| {
+            d.permuted_axes([1, 0, 2])
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order((t * b, h))
+                .expect("checked [B, T, H]")
+        });
+        let mut d_h_carry = match d_final {
+            Some(d) => d.h.as_standard_layout().into_owned(),
+            None => Array2::zeros((b, h)),
+        };
+        let mut d_c = match d_final.and_then(|d| d.c.as_ref()) {
+            Some(c) => c.as_standard_layout().into_owned(),
+            None => Array2::zeros((if with_c { b } else { 0 }, h)),
+        };
+        let mut d_gates = Array2::<F>::zeros((t * b, gh));
+        let mut d_recurrent = Array2::<F>::zeros((if separate { t * b } else { 0 }, gh));
+        let mut d_h = vec![F::zero(); bh];
+        let mut d_h_prev = vec![F::zero(); bh];
+        let mut scratch = vec![F::zero(); bh];
+        let kernel = RecurrentKernel::new(self.weight_hh.value.view(), self.bias_hh.value.view());
+
+        let gates = as_slice(&cache.gates);
+        let extra = as_slice(&cache.extra);
+        let hs = as_slice(&cache.hs);
+        let cs = as_slice(&cache.cs);
+        let d_out = d_out_tm.as_ref().map(as_slice);
+        let d_gates_all = as_slice_mut(&mut d_gates);
+        let d_rec_all = as_slice_mut(&mut d_recurrent);
+        let d_c_buf = as_slice_mut(&mut d_c);
+        let d_carry = as_slice_mut(&mut d_h_carry);
+        for step in (0..t).rev() {
+            // Everything that reaches h_t: this step's output gradient plus step t+1's share.
+            match d_out {
+                Some(d_out) => {
+                    for ((dst, &a), &c) in d_h
+                        .iter_mut()
+                        .zip(&d_out[step * bh..(step + 1) * bh])
+                        .zip(d_carry.iter())
+                    {
+                        *dst = a + c;
+                    }
+                }
+                None => d_h.copy_from_slice(d_carry),
+            }
+            self.cell.backward_step(BackwardStep {
+                batch: b,
+                hidden: h,
+                gates: &gates[step * bgh..(step + 1) * bgh],
+                extra: &extra[step * beh..(step + 1) * beh],
+                h_prev: &hs[step * bh..(step + 1) * bh],
+                h: &hs[(step + 1) * bh..(step + 2) * bh],
+                c_prev: if with_c {
+                    &cs[step * bh..(step + 1) * bh]
+                } else {
+                    &[]
+                },
+                d_h: &d_h,
+                d_c: d_c_buf,
+                d_gates: &mut d_gates_all[step * bgh..(step + 1) * bgh],
+                d_recurrent: if separate {
+                    &mut d_rec_all[step * bgh..(step + 1) * bgh]
+                } else {
+                    &mut []
+                },
+                d_h_prev: &mut d_h_prev,
+                scratch: &mut scratch,
+                kernel,
+            });
+            d_carry.copy_from_slice(&d_h_prev);
+        }
+
+        // Whole-sequence products: ∂W_ih = ∂Aᵀ·X, ∂b_ih = Σ ∂A, ∂X = ∂A·W_ih.
+        general_mat_mul(
+            F::one(),
+            &d_gates.t(),
+            &cache.x,
+            F::one(),
+            &mut self.weight_ih.grad,
+        );
+        add_column_sums(d_gates.view(), &mut self.bias_ih.grad);
+        let d_rec_view = if separate {
+            d_recurrent.view()
+        } else {
+            d_gates.view()
+        };
+        let h_prev_all = cache.hs.slice(s![..t * b, ..]);
+        self.cell.recurrent_weight_grad(
+            h,
+            d_rec_view,
+            h_prev_all,
+            cache.extra.view(),
+            self.weight_hh.grad.view_mut(),
+        );
+        add_column_sums(d_rec_view, &mut self.bias_hh.grad);
+        let mut d_x_tm = Array2::<F>::zeros((t * b, i));
+        general_mat_mul(
+            F::one(),
+            &d_gates,
+            &self.weight_ih.value,
+            F::zero(),
+            &mut d_x_tm,
+        );
+        let d_x = d_x_tm
+            .into_shape_with_order((t, b, i))
+            .expect("[T·B, I]")
+            .permuted_axes([1, 0, 2])
+            .as_standard_layout()
+            .into_owned();
+        let d_initial = RecurrentState {
+            h: d_h_carry,
+            c: with_c.then_some(d_c),
+        };
+        (d_x, d_initial)
+    }
+}
+
+fn check_sizes(name: &str, input_size: usize, hidden_size: usize) -> Result<()> {
+    if input_size == 0 {
+        return Err(Error::config(
+            format!("{name} input_size"),
+            "must be at least 1, got 0",
+        ));
+    }
+    if hidden_size == 0 {
+        return Err(Error::config(
+            format!("{name} hidden_size"),
+            "must be at least 1, got 0",
+        ));
+    }
+    Ok(())
+}
+
+fn as_slice<F>(a: &Array2<F>) -> &[F] {
+    a.as_slice()
+        .expect("buffers are allocated in standard layout")
+}
+
+fn as_slice_mut<F>(a: &mut Array2<F>) -> &mut [F] {
+    a.as_slice_mut()
+        .expect("buffers are allocated in standard layout")
+}
+
+impl<C: Cell, F: Float> Layer<F> for Recurrent<C, F> {
+    fn name(&self) -> &'static str {
+        self.cell.name()
+    }
+
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+
+    fn output_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn output_steps(&self, input_steps: usize) -> usize {
+        if self.return_sequences {
+            input_steps
+        } else {
+            1
+        }
+    }
+
+    fn forward(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        let (outputs, final_state) = self.forward_with_state(x, None)?;
+        Ok(if self.return_sequences {
+            outputs
+        } else {
+            final_state.h.insert_axis(Axis(1))
+        })
+    }
+
+    fn predict(&self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        let (outputs, final_state) = self.predict_with_state(x, None)?;
+        Ok(if self.return_sequences {
+            outputs
+        } else {
+            final_state.h.insert_axis(Axis(1))
+        })
+    }
+
+    fn backward(&mut self, d_out: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        if self.return_sequences {
+            return Ok(self.backward_with_state(Some(d_out), None)?.0);
+        }
+        // Only the last step was returned: its gradient is the final state's.
+        let (b, h) = match &self.cache {
+            Some(cache) => (cache.batch, self.hidden_size),
+            None => {
+                return Err(Error::BackwardBeforeForward {
+                    layer: self.cell.name().to_string(),
+                });
+            }
+        };
+        if d_out.shape() != [b, 1, h] {
+            return Err(Error::shape(
+                format!("{} output gradient", self.cell.name()),
+                &[b, 1, h],
+                d_out.shape(),
+            ));
+        }
+        let d_final = RecurrentState {
+            h: d_out.index_axis(Axis(1), 0).to_owned(),
+            c: None,
+        };
+        Ok(self.backward_with_state(None, Some(&d_final))?.0)
+    }
+
+    fn visit_params(&self, visit: &mut dyn FnMut(ParamView<'_, F>)) {
+        visit(self.weight_ih.view());
+        visit(self.weight_hh.view());
+        visit(self.bias_ih.view());
+        visit(self.bias_hh.view());
+    }
+
+    fn visit_params_mut(&mut self, visit: &mut dyn FnMut(ParamMut<'_, F>)) {
+        visit(self.weight_ih.view_mut());
+        visit(self.weight_hh.view_mut());
+        visit(self.bias_ih.view_mut());
+        visit(self.bias_hh.view_mut());
+    }
+}
