@@ -160,7 +160,7 @@ fn group_for<'a>(c: &'a mut Criterion, kind: &str, cfg: &Config) -> BenchmarkGro
                 .sampling_mode(SamplingMode::Flat)
                 .sample_size(10)
                 .warm_up_time(Duration::from_secs(2))
-                .measurement_time(Duration::from_secs(8));
+                .measurement_time(Duration::from_secs(10));
         }
     }
     group
