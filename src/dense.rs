@@ -22,6 +22,8 @@ struct DenseCache<F> {
     x: Array2<F>,
     /// `[N, out]`, after the activation (its derivative is read off it).
     y: Array2<F>,
+    /// `(B, T)` when the forward was on a `[B, T, in]` sequence (N = B·T).
+    sequence: Option<(usize, usize)>,
 }
 
 /// A fully connected layer, `y = φ(x Wᵀ + b)` with `weight` W `[out, in]` (PyTorch's layout)
@@ -164,6 +166,7 @@ impl<F: Float> Dense<F> {
         self.cache = Some(DenseCache {
             x: x.to_owned(),
             y: y.clone(),
+            sequence: None,
         });
         Ok(y)
     }
@@ -261,6 +264,9 @@ impl<F: Float> Layer<F> for Dense<F> {
     fn forward(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
         let (b, t) = check_sequence("dense", &x, self.input_size())?;
         let y = self.forward_2d(rows_of(x).view())?;
+        if let Some(cache) = &mut self.cache {
+            cache.sequence = Some((b, t));
+        }
         Ok(sequence_of(y, b, t))
     }
 
@@ -271,7 +277,23 @@ impl<F: Float> Layer<F> for Dense<F> {
     }
 
     fn backward(&mut self, d_out: ArrayView3<'_, F>) -> Result<Array3<F>> {
-        let (b, t, _) = d_out.dim();
+        // The gradient must have the forward output's [B, T, out] shape, not just as many rows.
+        let (b, t) = match &self.cache {
+            Some(cache) => cache.sequence.unwrap_or((cache.y.nrows(), 1)),
+            None => {
+                return Err(Error::BackwardBeforeForward {
+                    layer: "dense".into(),
+                });
+            }
+        };
+        let expected = [b, t, self.output_size()];
+        if d_out.shape() != expected {
+            return Err(Error::shape(
+                "dense output gradient",
+                &expected,
+                d_out.shape(),
+            ));
+        }
         let d_x = self.backward_2d(rows_of(d_out).view())?;
         Ok(sequence_of(d_x, b, t))
     }

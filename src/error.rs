@@ -1,12 +1,10 @@
 //! The crate's one error type.
 
-use thiserror::Error;
-
 /// Everything that can go wrong when a user's arrays or settings reach the crate.
 ///
 /// Messages carry the numbers a user needs to find the problem, e.g.
 /// `lstm input: expected shape [32, 24, 1], got [32, 24, 3]`.
-#[derive(Debug, Clone, PartialEq, Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An array did not have the shape the operation needs.
@@ -50,6 +48,20 @@ pub enum Error {
     BackwardBeforeForward {
         /// The layer's name.
         layer: String,
+    },
+    /// Training produced a non-finite loss or gradient norm; the weights were not updated.
+    #[error(
+        "training diverged at epoch {epoch}, batch {batch}: loss {loss}, gradient norm {grad_norm}"
+    )]
+    Diverged {
+        /// The epoch (from 0).
+        epoch: usize,
+        /// The batch within the epoch (from 0).
+        batch: usize,
+        /// The loss of that batch.
+        loss: f64,
+        /// Its pre-clip gradient norm.
+        grad_norm: f64,
     },
     /// The operation is not available for this object (e.g. a PyTorch export of a
     /// reset-before GRU, which PyTorch does not have).

@@ -63,6 +63,21 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     fn zero_grad(&mut self) {
         self.visit_params_mut(&mut |p| p.grad.iter_mut().for_each(|g| *g = F::zero()));
     }
+
+    /// Stateful mode (for truncated BPTT and streaming): a recurrent layer then starts each
+    /// training forward from the final state of the previous one (detached: no gradient flows
+    /// back across the boundary) and [`predict`](Self::predict) starts from it too. Layers
+    /// without state ignore this.
+    fn set_stateful(&mut self, _stateful: bool) {}
+
+    /// Forgets any carried state (stateful mode).
+    fn reset_state(&mut self) {}
+
+    /// ‖∂L/∂h_t‖ for every step t of the last backward (the norm over batch and units), one list
+    /// per recurrent layer inside, outermost first; empty for layers without hidden state.
+    fn hidden_gradient_norms(&self) -> Vec<Vec<F>> {
+        Vec::new()
+    }
 }
 
 /// Checks `x` is `[B, T, features]` with B, T ≥ 1; returns (B, T).

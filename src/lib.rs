@@ -35,9 +35,14 @@ mod dense;
 mod error;
 mod float;
 pub mod init;
+pub mod interop;
 mod layer;
+mod loss;
+pub mod model;
+pub mod optim;
 mod param;
 mod recurrent;
+pub mod train;
 
 pub use activation::Activation;
 pub use dense::{Dense, DenseWeights};
@@ -45,8 +50,15 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use init::Init;
 pub use layer::Layer;
+pub use loss::{Huber, Loss, Mae, Mse, check_same_shape};
+pub use model::{
+    Bidirectional, Dropout, EncoderDecoder, Flatten, LayerSpec, Merge, Parallel, RecurrentKind,
+    Repeat, Sequential, SequentialBuilder, Unflatten,
+};
+pub use optim::{Adam, AdamW, Clip, Optimizer, Sgd, clip_grad_norm, clip_grad_value, grad_norm};
 pub use param::{Param, ParamMut, ParamView};
 pub use recurrent::{
     BackwardStep, Cell, ForwardStep, Gru, GruCell, Lstm, LstmCell, Recurrent, RecurrentKernel,
     RecurrentState, RecurrentWeights, SimpleRnn, SimpleRnnCell,
 };
+pub use train::{EarlyStopping, History, LrSchedule, Trainer, Validation};

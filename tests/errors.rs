@@ -515,7 +515,7 @@ fn a_wrong_output_gradient_shape_is_a_shape_error_for_dense() {
 /// before checking the gradient's shape, so a rejected gradient also throws the forward away and
 /// the corrected call then fails with `BackwardBeforeForward` (a dense layer keeps its cache).
 #[test]
-#[ignore = "bug in src/recurrent/mod.rs: a rejected output gradient consumes the forward's cache"]
+
 fn a_rejected_output_gradient_keeps_the_recurrent_forward_cache() {
     let (rnn, lstm, after, before) = the_cells();
     fn check<C: Cell + Copy>(cell: C) {
@@ -538,7 +538,7 @@ fn a_rejected_output_gradient_keeps_the_recurrent_forward_cache() {
 /// `[B·T, out]` rows, so a `[T, B, out]` gradient for a `[B, T, in]` forward (B ≠ T) is accepted
 /// and its ∂x comes back as `[T, B, in]`.
 #[test]
-#[ignore = "bug in src/dense.rs: Layer::backward accepts [T, B, out] after a [B, T, in] forward"]
+
 fn dense_rejects_an_output_gradient_with_batch_and_steps_swapped() {
     let mut d = dense();
     d.forward(x(B, T, I).view()).unwrap();

@@ -129,6 +129,11 @@ pub struct Recurrent<C: Cell, F: Float = f32> {
     bias_ih: Param<F, Ix1>,
     bias_hh: Param<F, Ix1>,
     cache: Option<SequenceCache<F>>,
+    /// Stateful mode: start each [`Layer`] forward from the previous final state.
+    stateful: bool,
+    carried: Option<RecurrentState<F>>,
+    /// ‖∂L/∂h_t‖ per step t of the last backward.
+    hidden_grad_norms: Vec<F>,
 }
 
 impl<F: Float> SimpleRnn<F> {
@@ -264,7 +269,21 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             bias_ih: Param::new("bias_ih", weights.bias_ih),
             bias_hh: Param::new("bias_hh", weights.bias_hh),
             cache: None,
+            stateful: false,
+            carried: None,
+            hidden_grad_norms: Vec::new(),
         })
+    }
+
+    /// ‖∂L/∂h_t‖ (norm over batch and units) for every step t of the last backward: how much
+    /// of the loss's gradient reaches each hidden state (vanishing and exploding gradients).
+    pub fn hidden_gradient_norms(&self) -> &[F] {
+        &self.hidden_grad_norms
+    }
+
+    /// The state carried between forwards in stateful mode, if any.
+    pub fn carried_state(&self) -> Option<&RecurrentState<F>> {
+        self.carried.as_ref()
     }
 
     /// Builder-style: whether the [`Layer`] output is every step `[B, T, H]` (true, the
@@ -353,13 +372,16 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         d_final: Option<&RecurrentState<F>>,
     ) -> Result<(Array3<F>, RecurrentState<F>)> {
         let name = self.cell.name();
-        let cache = self
-            .cache
-            .take()
-            .ok_or_else(|| Error::BackwardBeforeForward {
-                layer: name.to_string(),
-            })?;
-        let (b, t, h) = (cache.batch, cache.steps, self.hidden_size);
+        // Check every shape before the cache is consumed: a rejected call keeps the forward.
+        let (b, t) = match &self.cache {
+            Some(cache) => (cache.batch, cache.steps),
+            None => {
+                return Err(Error::BackwardBeforeForward {
+                    layer: name.to_string(),
+                });
+            }
+        };
+        let h = self.hidden_size;
         let check = |what: &str, got: &[usize], expected: &[usize]| {
             if got == expected {
                 Ok(())
@@ -376,12 +398,21 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 if !self.cell.has_cell_state() {
                     return Err(Error::config(
                         format!("{name} final-state gradient"),
-                        "a cell-state gradient was given to a cell without a cell state",
+                        format!(
+                            "a cell-state gradient of shape {:?} was given to a cell without a cell state",
+                            c.shape()
+                        ),
                     ));
                 }
                 check("final-state gradient c", c.shape(), &[b, h])?;
             }
         }
+        let cache = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::BackwardBeforeForward {
+                layer: name.to_string(),
+            })?;
         let result = self.backward_cached(&cache, d_outputs, d_final);
         self.cache = None;
         Ok(result)
@@ -403,9 +434,12 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 &expected,
                 c.shape(),
             )),
-            (Some(_), false) => Err(Error::config(
+            (Some(c), false) => Err(Error::config(
                 format!("{name} initial state"),
-                "a cell state was given to a cell without one",
+                format!(
+                    "a cell state of shape {:?} was given to a cell without one",
+                    c.shape()
+                ),
             )),
             _ => Ok(()),
         }
@@ -558,6 +592,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         let mut d_h_prev = vec![F::zero(); bh];
         let mut scratch = vec![F::zero(); bh];
         let kernel = RecurrentKernel::new(self.weight_hh.value.view(), self.bias_hh.value.view());
+        let mut hidden_grad_norms = vec![F::zero(); t];
 
         let gates = as_slice(&cache.gates);
         let extra = as_slice(&cache.extra);
@@ -582,6 +617,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 }
                 None => d_h.copy_from_slice(d_carry),
             }
+            hidden_grad_norms[step] = d_h.iter().fold(F::zero(), |s, &g| s + g * g).sqrt();
             self.cell.backward_step(BackwardStep {
                 batch: b,
                 hidden: h,
@@ -650,6 +686,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             h: d_h_carry,
             c: with_c.then_some(d_c),
         };
+        self.hidden_grad_norms = hidden_grad_norms;
         (d_x, d_initial)
     }
 }
@@ -702,7 +739,21 @@ impl<C: Cell, F: Float> Layer<F> for Recurrent<C, F> {
     }
 
     fn forward(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
-        let (outputs, final_state) = self.forward_with_state(x, None)?;
+        let carried = if self.stateful {
+            self.carried.take()
+        } else {
+            None
+        };
+        let (outputs, final_state) = match self.forward_with_state(x, carried.as_ref()) {
+            Ok(result) => result,
+            Err(e) => {
+                self.carried = carried;
+                return Err(e);
+            }
+        };
+        if self.stateful {
+            self.carried = Some(final_state.clone());
+        }
         Ok(if self.return_sequences {
             outputs
         } else {
@@ -711,7 +762,12 @@ impl<C: Cell, F: Float> Layer<F> for Recurrent<C, F> {
     }
 
     fn predict(&self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
-        let (outputs, final_state) = self.predict_with_state(x, None)?;
+        let carried = if self.stateful {
+            self.carried.as_ref()
+        } else {
+            None
+        };
+        let (outputs, final_state) = self.predict_with_state(x, carried)?;
         Ok(if self.return_sequences {
             outputs
         } else {
@@ -744,6 +800,21 @@ impl<C: Cell, F: Float> Layer<F> for Recurrent<C, F> {
             c: None,
         };
         Ok(self.backward_with_state(None, Some(&d_final))?.0)
+    }
+
+    fn set_stateful(&mut self, stateful: bool) {
+        self.stateful = stateful;
+        if !stateful {
+            self.carried = None;
+        }
+    }
+
+    fn reset_state(&mut self) {
+        self.carried = None;
+    }
+
+    fn hidden_gradient_norms(&self) -> Vec<Vec<F>> {
+        vec![self.hidden_grad_norms.clone()]
     }
 
     fn visit_params(&self, visit: &mut dyn FnMut(ParamView<'_, F>)) {
