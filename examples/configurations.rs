@@ -30,7 +30,7 @@ fn sine_windows(rng: &mut ChaCha8Rng, horizon: usize) -> (Array3<f32>, Array3<f3
     let mut y = Array3::zeros((SAMPLES, horizon, 1));
     for i in 0..SAMPLES {
         let freq = rng.random_range(0.15..0.35f32);
-        let phase = rng.random_range(0.0..6.28f32);
+        let phase = rng.random_range(0.0..std::f32::consts::TAU);
         for t in 0..STEPS + horizon {
             let v = (freq * t as f32 + phase).sin() + 0.05 * (rng.random::<f32>() - 0.5);
             if t < STEPS {
