@@ -758,6 +758,38 @@ impl<F: Float> Sequential<F> {
         }
     }
 
+    /// A model from layers built elsewhere (e.g. from imported weights); each layer's
+    /// [`input_size`](Layer::input_size) must equal the previous one's output size.
+    pub fn from_layers(input_size: usize, layers: Vec<Box<dyn Layer<F>>>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::config("sequential", "has no layers"));
+        }
+        let mut features = input_size;
+        for (index, layer) in layers.iter().enumerate() {
+            if layer.input_size() != features {
+                return Err(Error::config(
+                    format!("layer {index} ({})", layer.name()),
+                    format!(
+                        "reads {} features but receives {features}",
+                        layer.input_size()
+                    ),
+                ));
+            }
+            features = layer.output_size();
+        }
+        let specs = layers
+            .iter()
+            .map(|l| LayerSpec::Custom {
+                name: l.name().to_string(),
+            })
+            .collect();
+        Ok(Sequential {
+            input_size,
+            layers,
+            specs,
+        })
+    }
+
     /// Many-to-one: a recurrent layer reads the window, a dense head maps its last state to
     /// `targets` values: `[B, T, I]` → `[B, 1, targets]`.
     pub fn many_to_one(
