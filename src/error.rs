@@ -63,6 +63,29 @@ pub enum Error {
         /// Its pre-clip gradient norm.
         grad_norm: f64,
     },
+    /// A CSV file could not be read: the 1-based line and the column say where.
+    #[error("{}line {line}, column {column:?}: {message}", file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Csv {
+        /// The file, when read from a path.
+        file: Option<String>,
+        /// The 1-based line.
+        line: u64,
+        /// The column's header.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A column was asked for by a name that is not there.
+    #[error("no column {name:?}; the columns are {available:?}")]
+    UnknownColumn {
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        available: Vec<String>,
+    },
+    /// Reading or writing a file failed.
+    #[error("i/o error: {0}")]
+    Io(String),
     /// The operation is not available for this object (e.g. a PyTorch export of a
     /// reset-before GRU, which PyTorch does not have).
     #[error("unsupported: {0}")]

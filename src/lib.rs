@@ -31,9 +31,11 @@
 #![warn(missing_docs)]
 
 mod activation;
+pub mod data;
 mod dense;
 mod error;
 mod float;
+pub mod forecast;
 pub mod init;
 pub mod interop;
 mod layer;

@@ -246,6 +246,8 @@ pub struct EpochReport {
     pub grad_norm: f64,
     /// The learning rate used in the epoch.
     pub learning_rate: f64,
+    /// The values of the [`Trainer::metric`]s, by name, computed after the epoch.
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// A callback's answer.
@@ -260,6 +262,10 @@ pub enum Control {
 /// A per-epoch callback.
 pub type Callback = Box<dyn FnMut(&EpochReport) -> Control + Send>;
 
+/// A per-epoch metric of the model (e.g. validation MAPE in original units, computed with a
+/// [`Forecaster`](crate::forecast::Forecaster)).
+pub type MetricFn<F> = Box<dyn FnMut(&dyn Layer<F>) -> Result<f64> + Send>;
+
 /// A ready callback that prints one line every `every` epochs (and the last):
 /// `epoch  10/100  loss 0.012345  val 0.023456  |g| 0.512  lr 1.00e-3`.
 pub fn progress_printer(every: usize) -> Callback {
@@ -270,8 +276,13 @@ pub fn progress_printer(every: usize) -> Callback {
                 .val_loss
                 .map(|v| format!("  val {v:.6}"))
                 .unwrap_or_default();
+            let metrics: String = r
+                .metrics
+                .iter()
+                .map(|(n, v)| format!("  {n} {v:.4}"))
+                .collect();
             println!(
-                "epoch {:>4}/{}  loss {:.6}{val}  |g| {:.3}  lr {:.2e}",
+                "epoch {:>4}/{}  loss {:.6}{val}{metrics}  |g| {:.3}  lr {:.2e}",
                 r.epoch + 1,
                 r.epochs,
                 r.train_loss,
@@ -294,6 +305,9 @@ pub struct EpochRecord {
     pub grad_norm: f64,
     /// The learning rate used.
     pub learning_rate: f64,
+    /// The [`Trainer::metric`] values, by name.
+    #[serde(default)]
+    pub metrics: Vec<(String, f64)>,
 }
 
 /// What [`Trainer::fit`] returns.
@@ -357,6 +371,7 @@ pub struct Trainer<F: Float> {
     schedule: LrSchedule,
     tbptt: Option<usize>,
     callbacks: Vec<Callback>,
+    metrics: Vec<(String, MetricFn<F>)>,
 }
 
 impl<F: Float> Debug for Trainer<F> {
@@ -374,6 +389,10 @@ impl<F: Float> Debug for Trainer<F> {
             .field("schedule", &self.schedule)
             .field("tbptt", &self.tbptt)
             .field("callbacks", &self.callbacks.len())
+            .field(
+                "metrics",
+                &self.metrics.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -412,6 +431,7 @@ impl<F: Float> Trainer<F> {
             schedule: LrSchedule::Constant,
             tbptt: None,
             callbacks: Vec::new(),
+            metrics: Vec::new(),
         }
     }
 
@@ -474,6 +494,17 @@ impl<F: Float> Trainer<F> {
     /// Adds a per-epoch callback; returning [`Control::Stop`] ends training.
     pub fn callback(mut self, callback: Callback) -> Self {
         self.callbacks.push(callback);
+        self
+    }
+
+    /// Adds a metric computed on the model after every epoch, reported to callbacks and kept in
+    /// the [`History`] (e.g. validation MAPE in original units).
+    pub fn metric(
+        mut self,
+        name: &str,
+        metric: impl FnMut(&dyn Layer<F>) -> Result<f64> + Send + 'static,
+    ) -> Self {
+        self.metrics.push((name.to_string(), Box::new(metric)));
         self
     }
 
@@ -655,11 +686,16 @@ impl<F: Float> Trainer<F> {
             } else {
                 0.0
             };
+            let mut metrics = Vec::with_capacity(self.metrics.len());
+            for (name, metric) in &mut self.metrics {
+                metrics.push((name.clone(), metric(&*model)?));
+            }
             history.epochs.push(EpochRecord {
                 train_loss,
                 val_loss,
                 grad_norm,
                 learning_rate: lr,
+                metrics: metrics.clone(),
             });
 
             // Best epoch and early stopping.
@@ -684,6 +720,7 @@ impl<F: Float> Trainer<F> {
                 val_loss,
                 grad_norm,
                 learning_rate: lr,
+                metrics,
             };
             let mut stop = false;
             for callback in &mut self.callbacks {
