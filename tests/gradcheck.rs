@@ -4,6 +4,11 @@
 //! Gru (reset-after and reset-before; state API, and the `Layer` trait returning every step or
 //! only the last), at four shapes that include one step and a batch of one.
 //!
+//! Whole models too, through the `Layer` trait (every parameter entry and every input entry): a
+//! stack of mixed cells, bidirectional layers with every merge, parallel branches, encoder–decoders,
+//! one-to-many, direct multi-step and aligned many-to-many; and dropout with its masks held fixed
+//! (alone, and inside a model rebuilt from the same seed).
+//!
 //! The checked scalar is `L = Σ outputs ⊙ g_out + Σ h_T ⊙ g_h (+ Σ c_T ⊙ g_c)` with fixed random
 //! nonzero upstream weights; an entry passes when
 //! `|a − n| ≤ 1e-6 · max(|a|, |n|) + 1e-8 · max(1, |L|)`.
@@ -19,8 +24,8 @@ use ndarray::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use recurrent::{
-    Activation, Cell, Dense, GruCell, Init, Layer, LstmCell, Recurrent, RecurrentState,
-    SimpleRnnCell,
+    Activation, Cell, Dense, Dropout, GruCell, Init, Layer, LayerSpec, LstmCell, Merge, Recurrent,
+    RecurrentKind, RecurrentState, Sequential, SequentialBuilder, SimpleRnnCell,
 };
 
 /// The central-difference step.
@@ -264,6 +269,15 @@ fn measure<L: Layer<f64>>(
         })
     });
     assert!(!params.is_empty(), "{}: no parameters", report.label);
+    // In a model several parameters share a name: number those by occurrence in visiting
+    // order (`weight_hh#2` is the second `weight_hh`).
+    let names: Vec<String> = params.iter().map(|p| p.name.clone()).collect();
+    for (p, param) in params.iter_mut().enumerate() {
+        if names.iter().filter(|n| **n == param.name).count() > 1 {
+            let occurrence = names[..=p].iter().filter(|n| **n == param.name).count();
+            param.name = format!("{}#{occurrence}", param.name);
+        }
+    }
     for (p, param) in params.iter().enumerate() {
         let ParamCopy {
             name,
@@ -881,4 +895,438 @@ fn relu_pre_activations_stay_clear_of_the_kink() {
         let (m, _) = margin_of((x.dot(&w.weight.t()) + &w.bias).iter().map(|&v| as_f64(v)));
         assert!(m >= RELU_MARGIN, "dense {shape}: margin {m}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole models
+// ---------------------------------------------------------------------------------------------
+
+/// Batch and input features of every model check (small, so every entry is checked quickly).
+const MODEL_BATCH: usize = 2;
+const MODEL_INPUT: usize = 2;
+const MODEL_HIDDEN: usize = 3;
+
+/// Checks a whole model through the [`Layer`] trait: `L = Σ model(x) ⊙ g`, with x from
+/// U(−1, 1) `[B, steps, I]` and nonzero g of the output's shape, which must be
+/// `[B, expected.0, expected.1]`; every parameter entry and every entry of x.
+fn check_model(
+    label: &str,
+    model: Sequential<f64>,
+    steps: usize,
+    expected: (usize, usize),
+    seed: u64,
+) -> Report {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = uniform(
+        &mut rng,
+        (MODEL_BATCH, steps, Layer::<f64>::input_size(&model)),
+        -1.0,
+        1.0,
+    );
+    let y = model
+        .predict(x.view())
+        .unwrap_or_else(|e| panic!("{label}: predict: {e}"));
+    assert_eq!(
+        y.shape(),
+        [MODEL_BATCH, expected.0, expected.1],
+        "{label}: output shape"
+    );
+    let g = nonzero(&mut rng, y.raw_dim());
+    let report = check_layer_trait(label.to_string(), model, x, g);
+    print_report(&report);
+    report
+}
+
+/// One line per checked model: entries and the worst |a − n| / allowed.
+fn print_report(report: &Report) {
+    let entry = report.worst.as_ref().expect("entries were checked");
+    println!(
+        "  {}: {} entries, L = {:.4e}, worst |a − n| / allowed = {:.3e} at {} (analytic {:e}, \
+         numeric {:e})",
+        report.label,
+        report.entries,
+        report.loss,
+        entry.ratio,
+        entry.what,
+        entry.analytic,
+        entry.numeric
+    );
+}
+
+fn built(label: &str, model: recurrent::Result<Sequential<f64>>) -> Sequential<f64> {
+    model.unwrap_or_else(|e| panic!("{label}: build: {e}"))
+}
+
+#[test]
+fn stacked_mixed_cell_model_backward_matches_finite_differences() {
+    // lstm → gru (reset-before) → rnn tanh → dense, many-to-one: the first two return every
+    // step (a recurrent layer follows), the rnn only its last, so the output is [B, 1, 2].
+    let mut summary = Summary::new("stacked_mixed_cell_model_backward_matches_finite_differences");
+    for (n, init) in [Init::Glorot, Init::Torch].into_iter().enumerate() {
+        let label = format!("lstm → gru_reset_before → rnn_tanh → dense, {init:?} init, T = 4");
+        let model = built(
+            &label,
+            Sequential::<f64>::builder(MODEL_INPUT)
+                .init(init)
+                .lstm(MODEL_HIDDEN)
+                .recurrent(RecurrentKind::GruResetBefore, MODEL_HIDDEN)
+                .rnn(MODEL_HIDDEN)
+                .dense(2)
+                .build(1000 + n as u64),
+        );
+        let every_step: Vec<bool> = model
+            .specs()
+            .iter()
+            .filter_map(|s| match s {
+                LayerSpec::Recurrent {
+                    return_sequences, ..
+                } => Some(*return_sequences),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(every_step, [true, true, false], "{label}: return_sequences");
+        summary.add(check_model(&label, model, 4, (1, 2), 1100 + n as u64));
+    }
+    summary.print();
+}
+
+#[test]
+fn bidirectional_models_backward_match_finite_differences() {
+    // Every merge, every step and last step only, for an LSTM and a GRU pair, with a dense head.
+    let mut summary = Summary::new("bidirectional_models_backward_match_finite_differences");
+    let mut seed = 1200;
+    for kind in [RecurrentKind::Lstm, RecurrentKind::Gru] {
+        for merge in [Merge::Concat, Merge::Sum, Merge::Mean] {
+            for every_step in [true, false] {
+                seed += 1;
+                let label = format!(
+                    "bidirectional {} {merge:?} return_sequences({every_step}) → dense, T = 4",
+                    kind.name()
+                );
+                let model = built(
+                    &label,
+                    Sequential::<f64>::builder(MODEL_INPUT)
+                        .init(Init::Torch)
+                        .bidirectional(kind, MODEL_HIDDEN, merge)
+                        .return_sequences(every_step)
+                        .dense(2)
+                        .build(seed),
+                );
+                let width = match merge {
+                    Merge::Concat => 2 * MODEL_HIDDEN,
+                    Merge::Sum | Merge::Mean => MODEL_HIDDEN,
+                };
+                assert_eq!(
+                    model.layers()[0].output_size(),
+                    width,
+                    "{label}: merged width"
+                );
+                let steps_out = if every_step { 4 } else { 1 };
+                summary.add(check_model(&label, model, 4, (steps_out, 2), seed + 100));
+            }
+        }
+    }
+    // A bidirectional layer feeding another recurrent layer (it returns every step by default).
+    let label = "bidirectional rnn_tanh Concat → lstm → dense, T = 3";
+    let model = built(
+        label,
+        Sequential::<f64>::builder(MODEL_INPUT)
+            .bidirectional(RecurrentKind::RnnTanh, MODEL_HIDDEN, Merge::Concat)
+            .lstm(MODEL_HIDDEN)
+            .dense(1)
+            .build(1300),
+    );
+    summary.add(check_model(label, model, 3, (1, 1), 1301));
+    summary.print();
+}
+
+#[test]
+fn parallel_branch_models_backward_match_finite_differences() {
+    let mut summary = Summary::new("parallel_branch_models_backward_match_finite_differences");
+    let steps = 4;
+    // A GRU branch (last step) beside a dense tanh branch on the flattened window.
+    let label = "parallel [gru | flatten → dense tanh] → dense, T = 4";
+    let model = built(
+        label,
+        Sequential::<f64>::builder(MODEL_INPUT)
+            .parallel(vec![
+                SequentialBuilder::branch().gru(MODEL_HIDDEN),
+                SequentialBuilder::branch()
+                    .flatten()
+                    .dense_with(MODEL_HIDDEN, Activation::Tanh),
+            ])
+            .dense(1)
+            .build_for_steps(1400, Some(steps)),
+    );
+    assert_eq!(
+        model.layers()[0].output_size(),
+        2 * MODEL_HIDDEN,
+        "{label}: concatenated width"
+    );
+    summary.add(check_model(label, model, steps, (1, 1), 1401));
+    // Branches that keep every step: an LSTM beside a dense tanh applied per step.
+    let label = "parallel [lstm every step | dense tanh] → dense, T = 4, Torch init";
+    let model = built(
+        label,
+        Sequential::<f64>::builder(MODEL_INPUT)
+            .init(Init::Torch)
+            .parallel(vec![
+                SequentialBuilder::branch()
+                    .init(Init::Torch)
+                    .lstm(MODEL_HIDDEN)
+                    .return_sequences(true),
+                SequentialBuilder::branch()
+                    .init(Init::Torch)
+                    .dense_with(2, Activation::Tanh),
+            ])
+            .dense(2)
+            .build_for_steps(1410, Some(steps)),
+    );
+    summary.add(check_model(label, model, steps, (steps, 2), 1411));
+    summary.print();
+}
+
+#[test]
+fn encoder_decoder_models_backward_match_finite_differences() {
+    let mut summary = Summary::new("encoder_decoder_models_backward_match_finite_differences");
+    let (horizon, targets) = (3, 2);
+    for (n, kind) in [
+        RecurrentKind::Lstm,
+        RecurrentKind::Gru,
+        RecurrentKind::GruResetBefore,
+        RecurrentKind::RnnTanh,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let label = format!(
+            "encoder_decoder {} horizon {horizon} → dense {targets}, T = 4",
+            kind.name()
+        );
+        let model = built(
+            &label,
+            Sequential::<f64>::encoder_decoder(kind, MODEL_INPUT, MODEL_HIDDEN, horizon, targets)
+                .build(1500 + n as u64),
+        );
+        summary.add(check_model(
+            &label,
+            model,
+            4,
+            (horizon, targets),
+            1600 + n as u64,
+        ));
+    }
+    summary.print();
+}
+
+#[test]
+fn one_to_many_models_backward_match_finite_differences() {
+    // [B, 1, I] repeated over 4 steps: the gradient of x sums over the copies.
+    let mut summary = Summary::new("one_to_many_models_backward_match_finite_differences");
+    let (steps, targets) = (4, 2);
+    for (n, kind) in [
+        RecurrentKind::Lstm,
+        RecurrentKind::Gru,
+        RecurrentKind::RnnTanh,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let label = format!(
+            "one_to_many {} over {steps} steps → dense {targets}",
+            kind.name()
+        );
+        let model = built(
+            &label,
+            Sequential::<f64>::one_to_many(kind, MODEL_INPUT, MODEL_HIDDEN, steps, targets)
+                .build(1700 + n as u64),
+        );
+        summary.add(check_model(
+            &label,
+            model,
+            1,
+            (steps, targets),
+            1750 + n as u64,
+        ));
+    }
+    summary.print();
+}
+
+#[test]
+fn direct_multi_step_and_aligned_many_to_many_models_backward_match_finite_differences() {
+    let mut summary = Summary::new(
+        "direct_multi_step_and_aligned_many_to_many_models_backward_match_finite_differences",
+    );
+    let (horizon, targets) = (3, 2);
+    for (n, kind) in [RecurrentKind::Lstm, RecurrentKind::Gru]
+        .into_iter()
+        .enumerate()
+    {
+        let label = format!(
+            "direct_multi_step {} → dense {} → unflatten [{horizon}, {targets}], T = 4",
+            kind.name(),
+            horizon * targets
+        );
+        let model = built(
+            &label,
+            Sequential::<f64>::direct_multi_step(kind, MODEL_INPUT, MODEL_HIDDEN, horizon, targets)
+                .build(1800 + n as u64),
+        );
+        summary.add(check_model(
+            &label,
+            model,
+            4,
+            (horizon, targets),
+            1850 + n as u64,
+        ));
+
+        let label = format!(
+            "many_to_many (aligned) {} → dense {targets}, T = 4",
+            kind.name()
+        );
+        let model = built(
+            &label,
+            Sequential::<f64>::many_to_many(kind, MODEL_INPUT, MODEL_HIDDEN, targets)
+                .build(1900 + n as u64),
+        );
+        summary.add(check_model(&label, model, 4, (4, targets), 1950 + n as u64));
+    }
+    summary.print();
+}
+
+/// Copies every parameter value of `from` into `to` (the same architecture).
+fn copy_params(from: &dyn Layer<f64>, to: &mut dyn Layer<f64>) {
+    let mut values = Vec::new();
+    from.visit_params(&mut |p| values.push(p.value.to_vec()));
+    let mut values = values.into_iter();
+    to.visit_params_mut(&mut |p| {
+        let v = values.next().expect("the same number of parameters");
+        p.value.copy_from_slice(&v);
+    });
+    assert!(values.next().is_none(), "the same number of parameters");
+}
+
+#[test]
+fn dropout_backward_matches_finite_differences_with_its_mask_fixed() {
+    // A dropout layer's first training forward is a fixed function of x once its seed is fixed:
+    // x ↦ x ⊙ m, m read off forward(ones) of a copy in the same state. Its backward must be
+    // ∂x = ∂y ⊙ m, exactly, and agree with central differences of Σ (copy.forward(x)) ⊙ g.
+    let mut summary =
+        Summary::new("dropout_backward_matches_finite_differences_with_its_mask_fixed");
+    let (b, t, f) = (3, 4, 5);
+    for (n, rate) in [0.2, 0.5, 0.8].into_iter().enumerate() {
+        let label = format!("dropout p = {rate} on [{b}, {t}, {f}]");
+        let mut rng = ChaCha8Rng::seed_from_u64(2000 + n as u64);
+        let fresh = Dropout::<f64>::new(f, rate, 2100 + n as u64).expect("valid dropout");
+        let mask = fresh
+            .clone()
+            .forward(Array3::ones((b, t, f)).view())
+            .expect("forward");
+        let keep = 1.0 / (1.0 - rate);
+        assert!(
+            mask.iter().all(|&m| m == 0.0 || m == keep),
+            "{label}: mask entries are 0 or 1/(1 − p)"
+        );
+        assert!(
+            mask.iter().any(|&m| m == 0.0) && mask.iter().any(|&m| m == keep),
+            "{label}: the mask both drops and keeps"
+        );
+
+        let x = uniform(&mut rng, (b, t, f), -1.0, 1.0);
+        let g = nonzero(&mut rng, (b, t, f));
+        let mut layer = fresh.clone();
+        let y = layer.forward(x.view()).expect("forward");
+        assert_eq!(y, &x * &mask, "{label}: forward is x ⊙ mask");
+        let d_x = layer.backward(g.view()).expect("backward");
+        assert_eq!(d_x, &g * &mask, "{label}: backward is ∂y ⊙ mask");
+        assert_eq!(
+            layer.predict(x.view()).expect("predict"),
+            x,
+            "{label}: inference is the identity"
+        );
+
+        let fixed_loss = |x: &Array3<f64>| {
+            let y = fresh.clone().forward(x.view()).expect("forward");
+            dot(y.view(), g.view())
+        };
+        let mut report = Report {
+            label,
+            loss: fixed_loss(&x),
+            entries: 0,
+            failures: 0,
+            worst: None,
+        };
+        let mut x_shifted = x.clone();
+        for (k, &analytic) in d_x.iter().enumerate() {
+            let index = unravel(k, &[b, t, f]);
+            let (i0, i1, i2) = (index[0], index[1], index[2]);
+            let original = x[[i0, i1, i2]];
+            let (up, down) = (original + STEP, original - STEP);
+            x_shifted[[i0, i1, i2]] = up;
+            let l_up = fixed_loss(&x_shifted);
+            x_shifted[[i0, i1, i2]] = down;
+            let l_down = fixed_loss(&x_shifted);
+            x_shifted[[i0, i1, i2]] = original;
+            report.add(
+                format!("input x {index:?}"),
+                analytic,
+                (l_up - l_down) / (up - down),
+            );
+        }
+        report.assert_passes();
+        print_report(&report);
+        summary.add(report);
+    }
+    summary.print();
+}
+
+#[test]
+fn model_with_active_dropout_matches_finite_differences_with_its_masks_fixed() {
+    // lstm → dropout 0.5 → gru → dropout 0.3 → dense. Each dropout's first training forward
+    // uses the mask its seed gives, so a model rebuilt from the same seed (the checked model's
+    // parameters copied in) runs the same masks on its own first training forward: that fixed
+    // function is what the finite differences see.
+    let seed = 2200;
+    let build = || {
+        Sequential::<f64>::builder(MODEL_INPUT)
+            .lstm(MODEL_HIDDEN)
+            .dropout(0.5)
+            .gru(MODEL_HIDDEN)
+            .dropout(0.3)
+            .dense(2)
+            .build(seed)
+            .expect("valid model")
+    };
+    let label = "lstm → dropout 0.5 → gru → dropout 0.3 → dense, masks fixed, T = 4".to_string();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+    let x = uniform(&mut rng, (MODEL_BATCH, 4, MODEL_INPUT), -1.0, 1.0);
+    let g = nonzero(&mut rng, (MODEL_BATCH, 1, 2));
+    // The masks really act: the first training forward differs from inference.
+    let y_train = build().forward(x.view()).expect("forward");
+    let y_infer = build().predict(x.view()).expect("predict");
+    assert_ne!(y_train, y_infer, "{label}: dropout is active in training");
+
+    let mut model = build();
+    let mut inputs = [Input::new("x", x)];
+    let report = gradcheck(
+        label,
+        &mut model,
+        &mut inputs,
+        |model, inputs| {
+            let mut same_masks = build();
+            copy_params(model, &mut same_masks);
+            let y = same_masks.forward(inputs[0].view3()).expect("forward");
+            dot(y.view(), g.view())
+        },
+        |model, inputs| {
+            let y = model.forward(inputs[0].view3()).expect("forward");
+            let d_x = model.backward(g.view()).expect("backward");
+            (dot(y.view(), g.view()), vec![d_x.into_dyn()])
+        },
+    );
+    print_report(&report);
+    let mut summary =
+        Summary::new("model_with_active_dropout_matches_finite_differences_with_its_masks_fixed");
+    summary.add(report);
+    summary.print();
 }
