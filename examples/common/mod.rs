@@ -31,7 +31,13 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// One machine-readable summary line: `example: model=NAME[ seeds=N][ source=published] K v …`.
-pub fn summary_line(example: &str, model: &str, seeds: Option<usize>, published: bool, metrics: &[(&str, f64)]) -> String {
+pub fn summary_line(
+    example: &str,
+    model: &str,
+    seeds: Option<usize>,
+    published: bool,
+    metrics: &[(&str, f64)],
+) -> String {
     let mut line = format!("{example}: model={model}");
     if let Some(n) = seeds {
         line.push_str(&format!(" seeds={n}"));
@@ -40,9 +46,22 @@ pub fn summary_line(example: &str, model: &str, seeds: Option<usize>, published:
         line.push_str(" source=published");
     }
     for (name, value) in metrics {
-        line.push_str(&format!(" {name} {value:.4}"));
+        line.push_str(&format!(" {name} {}", number(*value)));
     }
     line
+}
+
+/// A bare number with about five significant digits (`5.8123`, `0.0011893`, `920.73`).
+pub fn number(value: f64) -> String {
+    let magnitude = value.abs();
+    let decimals = if magnitude >= 100.0 {
+        2
+    } else if magnitude >= 1.0 || magnitude == 0.0 {
+        4
+    } else {
+        (4.0 - magnitude.log10().floor()).min(12.0) as usize
+    };
+    format!("{value:.decimals$}")
 }
 
 /// One line of a chart: its label, its (x, y) points, and its colour.
@@ -62,12 +81,25 @@ fn register_bundled_font() {
 }
 
 /// Draws `lines` into `target/plots/<name>.png` and returns the path.
-pub fn plot(name: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line<'_>]) -> Result<PathBuf, Box<dyn std::error::Error>> {
+pub fn plot(
+    name: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[Line<'_>],
+) -> Result<PathBuf, Box<dyn std::error::Error>> {
     register_bundled_font();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("plots");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("plots");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.png"));
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
     for line in lines {
         for &(x, y) in &line.points {
             x0 = x0.min(x);
@@ -95,9 +127,14 @@ pub fn plot(name: &str, title: &str, x_label: &str, y_label: &str, lines: &[Line
         for line in lines {
             let color = line.color;
             chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), color.stroke_width(2)))?
+                .draw_series(LineSeries::new(
+                    line.points.iter().copied(),
+                    color.stroke_width(2),
+                ))?
                 .label(line.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()
