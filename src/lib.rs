@@ -64,3 +64,8 @@ pub use recurrent::{
     RecurrentState, RecurrentWeights, SimpleRnn, SimpleRnnCell,
 };
 pub use train::{EarlyStopping, History, LrSchedule, Trainer, Validation};
+
+/// The README's code, compiled and run as a doc test so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
