@@ -21,7 +21,8 @@ pub trait Optimizer<F: Float>: Debug + Send {
     /// The current learning rate.
     fn learning_rate(&self) -> f64;
 
-    /// Sets the learning rate (schedules call this between epochs); errors unless finite and > 0.
+    /// Sets the learning rate (schedules call this between epochs); errors unless finite and >= 0
+    /// (0 is allowed, as in `torch.optim`: cosine annealing ends there).
     fn set_learning_rate(&mut self, lr: f64) -> Result<()>;
 
     /// One update of every parameter of `model` from its accumulated gradient.
@@ -74,6 +75,18 @@ impl<F: Float> ParamState<F> {
 }
 
 fn check_rate(what: &str, value: f64) -> Result<()> {
+    // As torch.optim: a rate of 0 is allowed (cosine annealing ends there), a negative one not.
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::config(
+            what,
+            format!("must be finite and >= 0, got {value}"),
+        ))
+    }
+}
+
+fn check_positive(what: &str, value: f64) -> Result<()> {
     if value.is_finite() && value > 0.0 {
         Ok(())
     } else {
@@ -268,7 +281,7 @@ impl<F: Float> Adam<F> {
 
     /// With ε > 0.
     pub fn with_eps(mut self, eps: f64) -> Result<Self> {
-        check_rate("adam eps", eps)?;
+        check_positive("adam eps", eps)?;
         self.eps = eps;
         Ok(self)
     }
@@ -368,7 +381,7 @@ pub fn grad_norm<F: Float>(model: &dyn Layer<F>) -> F {
 /// Errors when `max_norm` is not finite and > 0, or when n is not finite; then weights and
 /// gradients are left untouched.
 pub fn clip_grad_norm<F: Float>(model: &mut dyn Layer<F>, max_norm: f64) -> Result<F> {
-    check_rate("clip max_norm", max_norm)?;
+    check_positive("clip max_norm", max_norm)?;
     let norm = grad_norm(model);
     if !norm.is_finite() {
         return Err(Error::NonFinite {
@@ -385,7 +398,7 @@ pub fn clip_grad_norm<F: Float>(model: &mut dyn Layer<F>, max_norm: f64) -> Resu
 
 /// Clamps every gradient entry to [−limit, limit] (`torch.nn.utils.clip_grad_value_`).
 pub fn clip_grad_value<F: Float>(model: &mut dyn Layer<F>, limit: f64) -> Result<()> {
-    check_rate("clip value", limit)?;
+    check_positive("clip value", limit)?;
     let (lo, hi) = (F::from_f64(-limit), F::from_f64(limit));
     model.visit_params_mut(&mut |p| {
         p.grad.iter_mut().for_each(|g| {
@@ -413,8 +426,8 @@ impl Clip {
     /// Errors unless the threshold is finite and > 0.
     pub fn validate(&self) -> Result<()> {
         match *self {
-            Clip::Norm(v) => check_rate("clip max_norm", v),
-            Clip::Value(v) => check_rate("clip value", v),
+            Clip::Norm(v) => check_positive("clip max_norm", v),
+            Clip::Value(v) => check_positive("clip value", v),
         }
     }
 }

@@ -215,13 +215,36 @@ impl Series {
     /// index written by pandas) is skipped unless asked for. A missing or unparsable value is
     /// handled by [`CsvOptions::fill`]; by default it is an error naming the 1-based line and
     /// the column. Asking for a column that is not there lists the ones that are.
-    pub fn from_csv_reader(reader: impl Read, options: &CsvOptions) -> Result<Self> {
+    pub fn from_csv_reader(mut reader: impl Read, options: &CsvOptions) -> Result<Self> {
+        // The whole text is kept so that line numbers come from byte offsets: the csv crate's
+        // own line counter drifts on `\r\n` line ends.
+        let mut text = Vec::new();
+        reader
+            .read_to_end(&mut text)
+            .map_err(|e| Error::Io(e.to_string()))?;
+        let mut counted = (0usize, 1u64); // (bytes scanned, line number at that byte)
+        let mut line_at = |byte: u64| -> u64 {
+            let mut byte = (byte as usize).min(text.len());
+            // After a `\r` the record's start may point at the `\n` that ends the line before.
+            while byte < text.len() && matches!(text[byte], b'\r' | b'\n') {
+                byte += 1;
+            }
+            if byte < counted.0 {
+                counted = (0, 1);
+            }
+            counted.1 += text[counted.0..byte]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            counted.0 = byte;
+            counted.1
+        };
         let mut builder = csv::ReaderBuilder::new();
         builder.has_headers(true).trim(csv::Trim::All);
         if let Some(d) = options.delimiter {
             builder.delimiter(d);
         }
-        let mut rdr = builder.from_reader(reader);
+        let mut rdr = builder.from_reader(text.as_slice());
         let csv_error = |line: u64, column: &str, message: String| Error::Csv {
             file: None,
             line,
@@ -266,12 +289,13 @@ impl Series {
         let mut lines = Vec::new();
         for record in rdr.records() {
             let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| line_at(p.byte()));
                 csv_error(line, "", e.to_string())
             })?;
-            let line = record.position().map_or(0, |p| p.line());
-            if record.iter().all(|f| f.is_empty()) {
-                continue; // a blank line
+            let line = record.position().map_or(0, |p| line_at(p.byte()));
+            if record.len() == 1 && record[0].is_empty() {
+                // A line of only blanks; `,` (every field missing) is a row with gaps instead.
+                continue;
             }
             for (k, &c) in selected.iter().enumerate() {
                 let field = record.get(c).unwrap_or("");
