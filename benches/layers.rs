@@ -1,5 +1,15 @@
 //! Layer benchmarks, with the ids DESIGN.md fixes so results stay comparable over time:
-//! `forward/{lstm,gru,rnn}/{T,S,M,L}` (and, next to it, `train_step/…` over the same table).
+//!
+//! * `forward/{lstm,gru,rnn}/{T,S,M,L}`: inference, the recurrent layer's predict plus the head's;
+//! * `train_step/{lstm,gru,rnn}/{T,S,M,L}`: zero the gradients, forward, MSE, backward, one Adam
+//!   step (what PyTorch's `opt.zero_grad(); loss.backward(); opt.step()` does);
+//! * `stream_step/{lstm,gru,rnn}/{T,S}`: the latency of one observation in streaming use, a
+//!   stateful layer's predict on `[B, 1, I]` plus the head;
+//! * `airline_epoch/lstm32`: one epoch of the airline recipe (LSTM(32), lookback 24, horizon 1,
+//!   batch 16 over the 95 training windows of the log-differenced, standardized series) through
+//!   [`Trainer`];
+//! * `gemm/…`: the matrix-product backends at the per-step shape `[B, H] × [H, 4H]` of M and L,
+//!   and at 2048³ (the ceiling the layer figures are compared with).
 //!
 //! The model is one recurrent layer (f32; LSTM, reset-after GRU, tanh Elman RNN) returning only
 //! its last step, and a linear [`Dense`] head to 1 output. Models and inputs are built, seeded,
@@ -10,7 +20,8 @@
 //! cargo bench --bench layers -- 'forward/lstm/T' # one id (the filter is a regex)
 //! ```
 //!
-//! The same configurations in PyTorch: `/work/shared/bench/torch_rnn.py`.
+//! The same configurations in PyTorch: `benches/compare/torch_rnn.py`, and
+//! `benches/compare/compare.py` prints the ratios.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -19,12 +30,15 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main,
 };
-use ndarray::Array3;
+use ndarray::{Array2, Array3, s};
 use ndarray_rand::RandomExt;
 use ndarray_rand::rand_distr::StandardNormal;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use recurrent::{Activation, Dense, Gru, Layer, Lstm, SimpleRnn};
+use recurrent::data::{CsvOptions, Pipeline, Series, Transform, WindowSpec, windows};
+use recurrent::{
+    Activation, Adam, Dense, Gru, Layer, Loss, Lstm, Mse, Optimizer, Sequential, SimpleRnn, Trainer,
+};
 
 /// One benchmark configuration: `[batch, steps, input]` in, `hidden` units.
 #[derive(Debug, Clone, Copy)]
@@ -87,27 +101,33 @@ struct Model {
     head: Dense<f32>,
 }
 
+/// The recurrent layer of `cell` for `cfg`, returning only its last step.
+fn recurrent_layer(cell: CellKind, cfg: &Config, rng: &mut ChaCha8Rng) -> Box<dyn Layer<f32>> {
+    let (i, h) = (cfg.input, cfg.hidden);
+    match cell {
+        CellKind::Lstm => Box::new(
+            Lstm::<f32>::new(i, h, rng)
+                .expect("valid sizes")
+                .with_return_sequences(false),
+        ),
+        CellKind::Gru => Box::new(
+            Gru::<f32>::new(i, h, rng)
+                .expect("valid sizes")
+                .with_return_sequences(false),
+        ),
+        CellKind::Rnn => Box::new(
+            SimpleRnn::<f32>::new(i, h, rng)
+                .expect("valid sizes")
+                .with_return_sequences(false),
+        ),
+    }
+}
+
 impl Model {
     fn new(cell: CellKind, cfg: &Config, rng: &mut ChaCha8Rng) -> Self {
-        let (i, h) = (cfg.input, cfg.hidden);
-        let rnn: Box<dyn Layer<f32>> = match cell {
-            CellKind::Lstm => Box::new(
-                Lstm::<f32>::new(i, h, rng)
-                    .expect("valid sizes")
-                    .with_return_sequences(false),
-            ),
-            CellKind::Gru => Box::new(
-                Gru::<f32>::new(i, h, rng)
-                    .expect("valid sizes")
-                    .with_return_sequences(false),
-            ),
-            CellKind::Rnn => Box::new(
-                SimpleRnn::<f32>::new(i, h, rng)
-                    .expect("valid sizes")
-                    .with_return_sequences(false),
-            ),
-        };
-        let head = Dense::<f32>::new(h, 1, Activation::Identity, rng).expect("valid sizes");
+        let rnn = recurrent_layer(cell, cfg, rng);
+        let head =
+            Dense::<f32>::new(cfg.hidden, 1, Activation::Identity, rng).expect("valid sizes");
         Model { rnn, head }
     }
 
@@ -182,5 +202,125 @@ fn forward(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, forward);
+/// A training setup: the model as one [`Sequential`] (recurrent layer, head), its Adam
+/// optimizer, inputs `x` `[B, T, I]` and targets `[B, 1, 1]`.
+struct TrainSetup {
+    model: Sequential<f32>,
+    optimizer: Adam<f32>,
+    x: Array3<f32>,
+    target: Array3<f32>,
+}
+
+impl TrainSetup {
+    /// The same weights and data as [`Setup::new`] (same seed, same draws).
+    fn new(cell: CellKind, cfg: &Config) -> Self {
+        let Setup { model, x, target } = Setup::new(cell, cfg);
+        let layers: Vec<Box<dyn Layer<f32>>> = vec![model.rnn, Box::new(model.head)];
+        let model = Sequential::from_layers(cfg.input, layers).expect("sizes chain");
+        let mut setup = TrainSetup {
+            model,
+            optimizer: Adam::new(1e-3).expect("valid rate"),
+            x,
+            target,
+        };
+        setup.step(); // untimed: creates the optimizer's moments, as PyTorch's warm-up does
+        setup
+    }
+
+    /// One training step; returns the loss.
+    fn step(&mut self) -> f32 {
+        self.model.zero_grad();
+        let prediction = self.model.forward(self.x.view()).expect("forward");
+        let (loss, d_prediction) = Mse
+            .loss_and_gradient(prediction.view(), self.target.view())
+            .expect("shapes match");
+        self.model.backward(d_prediction.view()).expect("backward");
+        self.optimizer.step(&mut self.model).expect("step");
+        loss
+    }
+}
+
+/// `train_step/{lstm,gru,rnn}/{T,S,M,L}`: zero_grad, forward, MSE, backward, one Adam step.
+fn train_step(c: &mut Criterion) {
+    for cfg in &CONFIGS {
+        let mut group = group_for(c, "train_step", cfg);
+        for cell in CELLS {
+            let mut setup: Option<TrainSetup> = None;
+            group.bench_function(BenchmarkId::new(cell.id(), cfg.name), |b| {
+                let s = setup.get_or_insert_with(|| TrainSetup::new(cell, cfg));
+                b.iter(|| black_box(s.step()));
+            });
+        }
+        group.finish();
+    }
+}
+
+/// `stream_step/{lstm,gru,rnn}/{T,S}`: one new observation per series (`[B, 1, I]`) through a
+/// stateful layer carrying the state of the configuration's window, then the head.
+fn stream_step(c: &mut Criterion) {
+    for cfg in &CONFIGS[..2] {
+        let mut group = group_for(c, "stream_step", cfg);
+        for cell in CELLS {
+            let mut setup: Option<(Setup, Array3<f32>)> = None;
+            group.bench_function(BenchmarkId::new(cell.id(), cfg.name), |b| {
+                let (s, one) = setup.get_or_insert_with(|| {
+                    let mut s = Setup::new(cell, cfg);
+                    s.model.rnn.set_stateful(true);
+                    // Read the window once (untimed): the carried state is then a real one.
+                    s.model.rnn.forward(s.x.view()).expect("forward");
+                    let one = s.x.slice(s![.., ..1, ..]).to_owned();
+                    (s, one)
+                });
+                b.iter(|| s.model.predict(black_box(one)));
+            });
+        }
+        group.finish();
+    }
+}
+
+/// `airline_epoch/lstm32`: one epoch of the airline recipe through [`Trainer`].
+fn airline_epoch(c: &mut Criterion) {
+    let mut group = c.benchmark_group("airline_epoch");
+    group
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let mut setup = None;
+    group.bench_function("lstm32", |b| {
+        let (model, x, y) = setup.get_or_insert_with(|| {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/airline.csv");
+            let series = Series::from_csv(path, &CsvOptions::new().label("Date")).expect("csv");
+            let values = series.column("Passengers").expect("column").to_vec();
+            let fit_end = values.len() - 24; // the last 24 months are the test block
+            let table = Array2::from_shape_fn((fit_end, 1), |(r, _)| values[r]);
+            let pipeline = Pipeline::fit(
+                &[
+                    Transform::Log,
+                    Transform::Difference { lag: 1 },
+                    Transform::Standardize,
+                ],
+                table.view(),
+            )
+            .expect("pipeline");
+            let table = pipeline.transform(table.view()).expect("transform");
+            let spec = WindowSpec::new(24, 1);
+            let w = windows::<f32>(table.view(), &spec, 0..table.nrows()).expect("windows");
+            let model = Sequential::<f32>::builder(1)
+                .lstm(32)
+                .direct_head(1, 1)
+                .build(0)
+                .expect("model");
+            (model, w.x, w.y)
+        });
+        b.iter(|| {
+            let mut trainer = Trainer::new(Mse, Adam::new(1e-3).expect("rate"))
+                .epochs(1)
+                .batch_size(16)
+                .seed(0);
+            trainer.fit(model, x.view(), y.view()).expect("fit")
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, forward, train_step, stream_step, airline_epoch);
 criterion_main!(benches);
