@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Ix1, Ix2, linalg::
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::layer::{Layer, check_sequence};
+use crate::layer::{Layer, check_sequence, check_step};
 use crate::{Activation, Error, Float, Init, Param, ParamMut, ParamView, Result, init};
 
 /// A dense layer's weights in PyTorch's layout: `weight` `[out, in]`, `bias` `[out]`.
@@ -274,6 +274,12 @@ impl<F: Float> Layer<F> for Dense<F> {
         let (b, t) = check_sequence("dense", &x, self.input_size())?;
         let y = self.predict_2d(rows_of(x).view())?;
         Ok(sequence_of(y, b, t))
+    }
+
+    fn step(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        // No state: a step is a prediction on one step.
+        check_step("dense", &x, self.input_size())?;
+        self.predict(x)
     }
 
     fn backward(&mut self, d_out: ArrayView3<'_, F>) -> Result<Array3<F>> {

@@ -86,6 +86,33 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("i/o error: {0}")]
     Io(String),
+    /// Bytes that are not a file this crate wrote, or a file of another kind (a checkpoint
+    /// where a model was expected).
+    #[error("not a recurrent {expected} file: {reason}")]
+    UnrecognizedFile {
+        /// The kind of file that was expected (`"model"`, `"checkpoint"`).
+        expected: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// A file written by a newer version of the format than this crate reads.
+    #[error("{what} has format version {found}; this crate reads versions up to {supported}")]
+    NewerFormat {
+        /// The kind of file.
+        what: String,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this crate reads.
+        supported: u32,
+    },
+    /// A file of the right kind whose contents are truncated, corrupted or inconsistent.
+    #[error("corrupt {what}: {reason}")]
+    CorruptFile {
+        /// The kind of file.
+        what: String,
+        /// What is wrong, with the numbers.
+        reason: String,
+    },
     /// The operation is not available for this object (e.g. a PyTorch export of a
     /// reset-before GRU, which PyTorch does not have).
     #[error("unsupported: {0}")]
@@ -109,5 +136,11 @@ impl Error {
             what: what.into(),
             reason: reason.into(),
         }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e.to_string())
     }
 }

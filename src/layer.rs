@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 
 use ndarray::{Array3, ArrayView3};
+use rand_chacha::ChaCha8Rng;
 
 use crate::{Error, Float, ParamMut, ParamView, Result};
 
@@ -70,8 +71,33 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     /// without state ignore this.
     fn set_stateful(&mut self, _stateful: bool) {}
 
-    /// Forgets any carried state (stateful mode).
+    /// Forgets any carried state (stateful mode and [`step`](Self::step)).
     fn reset_state(&mut self) {}
+
+    /// Streaming inference, one observation at a time: `x` `[B, 1, input_size]` →
+    /// `[B, 1, output_size]`, starting from the state the previous `step` left (zeros after
+    /// [`reset_state`](Self::reset_state)) and keeping the new one, so memory stays constant
+    /// however long the stream.
+    ///
+    /// T calls give the outputs at steps 0…T−1 of one [`predict`](Self::predict) over the whole
+    /// sequence (for a layer that returns only its last step, the last call's output is the
+    /// predict's). Layers that need the whole window at once (bidirectional, encoder–decoder,
+    /// flatten, repeat) return [`Error::Unsupported`], as does the default.
+    fn step(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        let _ = x;
+        Err(Error::Unsupported(format!(
+            "{}: streaming one observation at a time (the layer needs the whole window)",
+            self.name()
+        )))
+    }
+
+    /// Visits the random-number generators the layer draws from during training (dropout
+    /// masks), in a fixed order: checkpoints save them so a resumed run draws the same masks.
+    fn visit_rngs(&self, _visit: &mut dyn FnMut(&ChaCha8Rng)) {}
+
+    /// Visits the same generators as [`visit_rngs`](Self::visit_rngs) mutably, in the same
+    /// order (to restore them).
+    fn visit_rngs_mut(&mut self, _visit: &mut dyn FnMut(&mut ChaCha8Rng)) {}
 
     /// ‖∂L/∂h_t‖ for every step t of the last backward (the norm over batch and units), one list
     /// per recurrent layer inside, outermost first; empty for layers without hidden state.
@@ -104,4 +130,17 @@ pub(crate) fn check_sequence<F>(
         }
     }
     Ok((b, t))
+}
+
+/// Checks `x` is one step `[B, 1, features]` with B ≥ 1 (the input of [`Layer::step`]).
+pub(crate) fn check_step<F>(layer: &str, x: &ArrayView3<'_, F>, features: usize) -> Result<()> {
+    let (b, _) = check_sequence(layer, x, features)?;
+    if x.shape()[1] != 1 {
+        return Err(Error::shape(
+            format!("{layer} streaming step"),
+            &[b, 1, features],
+            x.shape(),
+        ));
+    }
+    Ok(())
 }

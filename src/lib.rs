@@ -43,7 +43,9 @@ mod loss;
 pub mod model;
 pub mod optim;
 mod param;
+pub mod persist;
 mod recurrent;
+pub mod stream;
 pub mod train;
 
 pub use activation::Activation;
@@ -57,13 +59,15 @@ pub use model::{
     Bidirectional, Dropout, EncoderDecoder, Flatten, LayerSpec, Merge, Parallel, RecurrentKind,
     Repeat, Sequential, SequentialBuilder, Unflatten,
 };
-pub use optim::{Adam, AdamW, Clip, Optimizer, Sgd, clip_grad_norm, clip_grad_value, grad_norm};
+pub use optim::{
+    Adam, AdamW, Clip, Optimizer, OptimizerState, Sgd, clip_grad_norm, clip_grad_value, grad_norm,
+};
 pub use param::{Param, ParamMut, ParamView};
 pub use recurrent::{
     BackwardStep, Cell, ForwardStep, Gru, GruCell, Lstm, LstmCell, Recurrent, RecurrentKernel,
     RecurrentState, RecurrentWeights, SimpleRnn, SimpleRnnCell,
 };
-pub use train::{EarlyStopping, History, LrSchedule, Trainer, Validation};
+pub use train::{EarlyStopping, History, LrSchedule, OnDivergence, Trainer, Validation};
 
 /// The README's code, compiled and run as a doc test so it cannot rot.
 #[cfg(doctest)]

@@ -27,6 +27,91 @@ pub trait Optimizer<F: Float>: Debug + Send {
 
     /// One update of every parameter of `model` from its accumulated gradient.
     fn step(&mut self, model: &mut dyn Layer<F>) -> Result<()>;
+
+    /// The state a checkpoint must keep to resume bit for bit (step counter, moments,
+    /// momentum buffers); `None` for an optimizer that cannot export it (the default), which
+    /// makes checkpointing an [`Error::Unsupported`].
+    fn state(&self) -> Option<OptimizerState> {
+        None
+    }
+
+    /// Restores a state taken by [`state`](Self::state) from an optimizer of the same kind.
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "the {} optimizer cannot restore a saved state (from {})",
+            self.name(),
+            state.optimizer
+        )))
+    }
+}
+
+/// An optimizer's state as checkpoints keep it: the optimizer's name, its step counter, the
+/// parameter shapes it was used with and its state arrays (`buffers[k][p]`: state array k,
+/// e.g. Adam's first moment, of parameter p, flat, as f64, which holds every f32 exactly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    /// [`Optimizer::name`] of the optimizer that wrote it.
+    pub optimizer: String,
+    /// Steps taken.
+    pub step: u64,
+    /// The shapes of the parameters (empty before the first step).
+    pub shapes: Vec<Vec<usize>>,
+    /// The state arrays.
+    pub buffers: Vec<Vec<Vec<f64>>>,
+}
+
+impl<F: Float> ParamState<F> {
+    fn export(&self, optimizer: &str, step: u64) -> OptimizerState {
+        OptimizerState {
+            optimizer: optimizer.to_string(),
+            step,
+            shapes: self.shapes.clone(),
+            buffers: self
+                .buffers
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|p| p.iter().map(|&v| Float::to_f64(v)).collect())
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    /// The state in `saved`, checked for consistency (every buffer matches the shapes).
+    fn import(saved: &OptimizerState, optimizer: &str) -> Result<Self> {
+        if saved.optimizer != optimizer {
+            return Err(Error::config(
+                format!("{optimizer} optimizer state"),
+                format!("was saved by the {} optimizer", saved.optimizer),
+            ));
+        }
+        for (k, buffer) in saved.buffers.iter().enumerate() {
+            let consistent = buffer.len() == saved.shapes.len()
+                && buffer
+                    .iter()
+                    .zip(&saved.shapes)
+                    .all(|(b, s)| b.len() == s.iter().product::<usize>());
+            if !consistent {
+                return Err(Error::config(
+                    format!("{optimizer} optimizer state"),
+                    format!("state array {k} does not match the parameter shapes"),
+                ));
+            }
+        }
+        Ok(ParamState {
+            shapes: saved.shapes.clone(),
+            buffers: saved
+                .buffers
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .map(|p| p.iter().map(|&v| F::from_f64(v)).collect())
+                        .collect()
+                })
+                .collect(),
+        })
+    }
 }
 
 /// Per-parameter optimizer state: the shapes first seen, and `buffers` state arrays for each.
@@ -191,6 +276,15 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         Ok(())
     }
 
+    fn state(&self) -> Option<OptimizerState> {
+        Some(self.state.export("sgd", 0))
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        self.state = ParamState::import(state, "sgd")?;
+        Ok(())
+    }
+
     fn step(&mut self, model: &mut dyn Layer<F>) -> Result<()> {
         let use_momentum = self.momentum != 0.0;
         self.state
@@ -316,6 +410,16 @@ impl<F: Float> Optimizer<F> for Adam<F> {
     fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
         check_rate("adam learning rate", lr)?;
         self.lr = lr;
+        Ok(())
+    }
+
+    fn state(&self) -> Option<OptimizerState> {
+        Some(self.state.export(Optimizer::<F>::name(self), self.step))
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        self.state = ParamState::import(state, Optimizer::<F>::name(self))?;
+        self.step = state.step;
         Ok(())
     }
 

@@ -9,7 +9,10 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::optim::{Clip, Optimizer, clip_grad_norm, clip_grad_value, grad_norm};
+use std::path::{Path, PathBuf};
+
+use crate::optim::{Clip, Optimizer, OptimizerState, clip_grad_norm, clip_grad_value, grad_norm};
+use crate::persist::{self, Format, Kind, SavedParam};
 use crate::{Error, Float, Layer, Loss, Result};
 
 /// Where the validation data comes from.
@@ -176,6 +179,7 @@ pub struct ScheduleState {
     /// The rate in force.
     pub lr: f64,
     /// The best monitored loss so far (`None` before the first).
+    #[serde(with = "crate::persist::tagged::option")]
     pub best: Option<f64>,
     /// Epochs since the last improvement.
     pub bad_epochs: usize,
@@ -298,15 +302,18 @@ pub fn progress_printer(every: usize) -> Callback {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Mean training loss.
+    #[serde(with = "crate::persist::tagged::one")]
     pub train_loss: f64,
     /// Validation loss, if any.
+    #[serde(with = "crate::persist::tagged::option")]
     pub val_loss: Option<f64>,
     /// Mean pre-clip gradient norm.
+    #[serde(with = "crate::persist::tagged::one")]
     pub grad_norm: f64,
     /// The learning rate used.
     pub learning_rate: f64,
     /// The [`Trainer::metric`] values, by name.
-    #[serde(default)]
+    #[serde(default, with = "crate::persist::tagged::named")]
     pub metrics: Vec<(String, f64)>,
 }
 
@@ -316,13 +323,41 @@ pub struct History {
     /// One record per epoch run.
     pub epochs: Vec<EpochRecord>,
     /// The pre-clip global gradient norm of every optimizer step, in order.
+    #[serde(with = "crate::persist::tagged::list")]
     pub step_grad_norms: Vec<f64>,
     /// The epoch with the best monitored loss (validation if any, else training).
     pub best_epoch: Option<usize>,
     /// The best monitored loss.
+    #[serde(with = "crate::persist::tagged::option")]
     pub best_loss: Option<f64>,
-    /// Whether early stopping or a callback ended training before the planned epochs.
+    /// Whether early stopping, a callback or a divergence ended training before the planned
+    /// epochs.
     pub stopped_early: bool,
+    /// Where training diverged, when [`OnDivergence::RestoreBestAndStop`] caught it.
+    #[serde(default)]
+    pub diverged: Option<Divergence>,
+}
+
+/// Where a training run met a non-finite loss or gradient norm.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// The epoch, from 0.
+    pub epoch: usize,
+    /// The batch within the epoch, from 0.
+    pub batch: usize,
+}
+
+/// What [`Trainer::fit`] does when a batch gives a non-finite loss or gradient norm (the
+/// optimizer step is skipped either way, so the weights never take a NaN from it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDivergence {
+    /// Return [`Error::Diverged`] naming the epoch and batch (the default).
+    #[default]
+    Error,
+    /// Restore the weights of the best epoch so far (the current ones if no epoch finished),
+    /// record the place in [`History::diverged`] and stop.
+    RestoreBestAndStop,
 }
 
 impl History {
@@ -372,6 +407,17 @@ pub struct Trainer<F: Float> {
     tbptt: Option<usize>,
     callbacks: Vec<Callback>,
     metrics: Vec<(String, MetricFn<F>)>,
+    checkpoints: Option<CheckpointConfig>,
+    resume: Option<Checkpoint>,
+    on_divergence: OnDivergence,
+}
+
+/// Where and how often [`Trainer::fit`] writes checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+struct CheckpointConfig {
+    every: usize,
+    path: PathBuf,
+    format: Format,
 }
 
 impl<F: Float> Debug for Trainer<F> {
@@ -388,6 +434,9 @@ impl<F: Float> Debug for Trainer<F> {
             .field("early_stopping", &self.early_stopping)
             .field("schedule", &self.schedule)
             .field("tbptt", &self.tbptt)
+            .field("checkpoints", &self.checkpoints)
+            .field("resume", &self.resume.as_ref().map(|c| c.epochs_done))
+            .field("on_divergence", &self.on_divergence)
             .field("callbacks", &self.callbacks.len())
             .field(
                 "metrics",
@@ -432,6 +481,9 @@ impl<F: Float> Trainer<F> {
             tbptt: None,
             callbacks: Vec::new(),
             metrics: Vec::new(),
+            checkpoints: None,
+            resume: None,
+            on_divergence: OnDivergence::Error,
         }
     }
 
@@ -508,6 +560,39 @@ impl<F: Float> Trainer<F> {
         self
     }
 
+    /// Writes a [`Checkpoint`] to `path` (atomically, in `format`) before the first epoch and
+    /// after every `every` epochs (≥ 1), overwriting the previous one: everything needed to
+    /// resume bit for bit (weights, optimizer state, shuffling generator, epoch, early-stopping
+    /// and schedule state, history).
+    pub fn checkpoint_every(
+        mut self,
+        every: usize,
+        path: impl Into<PathBuf>,
+        format: Format,
+    ) -> Self {
+        self.checkpoints = Some(CheckpointConfig {
+            every,
+            path: path.into(),
+            format,
+        });
+        self
+    }
+
+    /// Resumes the next [`fit`](Self::fit) from `checkpoint`: the model's weights, the
+    /// optimizer's state and every piece of training state are restored, and training goes on
+    /// from the epoch after the checkpoint's. With the same data, settings, seed and thread
+    /// count, the result is bit-identical to a run that was never interrupted.
+    pub fn resume_from(mut self, checkpoint: Checkpoint) -> Self {
+        self.resume = Some(checkpoint);
+        self
+    }
+
+    /// What to do when a batch's loss or gradient norm is not finite.
+    pub fn on_divergence(mut self, policy: OnDivergence) -> Self {
+        self.on_divergence = policy;
+        self
+    }
+
     /// The optimizer.
     pub fn optimizer(&self) -> &dyn Optimizer<F> {
         self.optimizer.as_ref()
@@ -538,6 +623,14 @@ impl<F: Float> Trainer<F> {
         }
         if let Some(e) = &self.early_stopping {
             e.validate()?;
+        }
+        if let Some(c) = &self.checkpoints
+            && c.every == 0
+        {
+            return Err(Error::config(
+                "checkpoint interval",
+                "must be at least 1 epoch, got 0",
+            ));
         }
         if self.tbptt == Some(0) {
             return Err(Error::config(
@@ -616,25 +709,36 @@ impl<F: Float> Trainer<F> {
             ));
         }
         let n = x.shape()[0];
-        let base_lr = self.optimizer.learning_rate();
-        let mut schedule_state = ScheduleState::new(base_lr);
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut history = History::default();
-        let mut best: Option<(f64, usize)> = None;
-        let mut best_weights: Option<Vec<Vec<F>>> = None;
-        let mut since_best = 0usize;
+        if self.checkpoints.is_some() && self.optimizer.state().is_none() {
+            return Err(Error::Unsupported(format!(
+                "checkpoints: the {} optimizer cannot export its state",
+                self.optimizer.name()
+            )));
+        }
+        let resumed = self.resume.take();
+        let fresh = resumed.is_none();
+        let mut run = match resumed {
+            Some(checkpoint) => checkpoint.restore(model, self.optimizer.as_mut(), n)?,
+            None => RunState::new(self.optimizer.learning_rate(), self.seed, n),
+        };
+        if fresh {
+            // A checkpoint of the untouched start, so even a crash in the first epochs resumes.
+            self.write_checkpoint(&run, model)?;
+        }
+        let restore_at_end = self.early_stopping.is_some_and(|e| e.restore_best_weights);
+        let keep_best = restore_at_end || self.on_divergence == OnDivergence::RestoreBestAndStop;
+        let mut diverged = None;
 
-        for epoch in 0..self.epochs {
-            let lr = schedule_state.rate_for(&self.schedule, base_lr, epoch);
+        for epoch in run.epochs_done..self.epochs {
+            let lr = run.schedule.rate_for(&self.schedule, run.base_lr, epoch);
             self.optimizer.set_learning_rate(lr)?;
             if self.shuffle {
-                order.shuffle(&mut rng);
+                run.order.shuffle(&mut run.rng);
             }
             let mut loss_sum = 0.0;
             let mut norm_sum = 0.0;
             let mut steps = 0usize;
-            for (batch_index, rows) in order.chunks(self.batch_size).enumerate() {
+            for (batch_index, rows) in run.order.chunks(self.batch_size).enumerate() {
                 let xb = take_rows(&x, rows);
                 let yb = take_rows(&y, rows);
                 let chunk = self.tbptt.unwrap_or(xb.shape()[1]);
@@ -659,7 +763,7 @@ impl<F: Float> Trainer<F> {
                         let (loss, norm) = self.step(model, xc, yc, epoch, batch_index)?;
                         batch_loss += loss * (end - start) as f64 / t_total as f64;
                         norm_sum += norm;
-                        history.step_grad_norms.push(norm);
+                        run.history.step_grad_norms.push(norm);
                         steps += 1;
                         start = end;
                     }
@@ -668,8 +772,22 @@ impl<F: Float> Trainer<F> {
                 if self.tbptt.is_some() {
                     model.set_stateful(false);
                 }
-                result?;
+                match result {
+                    Ok(()) => {}
+                    Err(Error::Diverged { epoch, batch, .. })
+                        if self.on_divergence == OnDivergence::RestoreBestAndStop =>
+                    {
+                        diverged = Some(Divergence { epoch, batch });
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
                 loss_sum += batch_loss * rows.len() as f64;
+            }
+            if let Some(place) = diverged {
+                run.history.diverged = Some(place);
+                run.history.stopped_early = true;
+                break;
             }
             let train_loss = loss_sum / n as f64;
             let val_loss = match &validation {
@@ -680,7 +798,7 @@ impl<F: Float> Trainer<F> {
                 None => None,
             };
             let monitored = val_loss.unwrap_or(train_loss);
-            schedule_state.observe(&self.schedule, monitored);
+            run.schedule.observe(&self.schedule, monitored);
             let grad_norm = if steps > 0 {
                 norm_sum / steps as f64
             } else {
@@ -690,7 +808,7 @@ impl<F: Float> Trainer<F> {
             for (name, metric) in &mut self.metrics {
                 metrics.push((name.clone(), metric(&*model)?));
             }
-            history.epochs.push(EpochRecord {
+            run.history.epochs.push(EpochRecord {
                 train_loss,
                 val_loss,
                 grad_norm,
@@ -700,18 +818,18 @@ impl<F: Float> Trainer<F> {
 
             // Best epoch and early stopping.
             let min_delta = self.early_stopping.map_or(0.0, |e| e.min_delta);
-            let improved = match best {
+            let improved = match run.best {
                 None => monitored.is_finite(),
                 Some((b, _)) => monitored < b - min_delta,
             };
             if improved {
-                best = Some((monitored, epoch));
-                since_best = 0;
-                if self.early_stopping.is_some_and(|e| e.restore_best_weights) {
-                    best_weights = Some(snapshot(model));
+                run.best = Some((monitored, epoch));
+                run.since_best = 0;
+                if keep_best {
+                    run.best_weights = Some(snapshot(model));
                 }
             } else {
-                since_best += 1;
+                run.since_best += 1;
             }
             let report = EpochReport {
                 epoch,
@@ -729,22 +847,39 @@ impl<F: Float> Trainer<F> {
                 }
             }
             if let Some(es) = self.early_stopping
-                && since_best >= es.patience
+                && run.since_best >= es.patience
             {
                 stop = true;
             }
             if stop {
-                history.stopped_early = epoch + 1 < self.epochs;
+                run.history.stopped_early = epoch + 1 < self.epochs;
                 break;
             }
+            run.epochs_done = epoch + 1;
+            if let Some(c) = &self.checkpoints
+                && run.epochs_done % c.every == 0
+            {
+                self.write_checkpoint(&run, model)?;
+            }
         }
-        if let Some(weights) = &best_weights {
-            restore(model, weights);
+        if restore_at_end || diverged.is_some() {
+            if let Some(weights) = &run.best_weights {
+                restore(model, weights);
+            }
         }
-        history.best_epoch = best.map(|(_, e)| e);
-        history.best_loss = best.map(|(l, _)| l);
-        self.optimizer.set_learning_rate(base_lr)?;
+        let mut history = run.history;
+        history.best_epoch = run.best.map(|(_, e)| e);
+        history.best_loss = run.best.map(|(l, _)| l);
+        self.optimizer.set_learning_rate(run.base_lr)?;
         Ok(history)
+    }
+
+    /// Writes the configured checkpoint file (atomically), if any.
+    fn write_checkpoint(&self, run: &RunState<F>, model: &dyn Layer<F>) -> Result<()> {
+        let Some(config) = &self.checkpoints else {
+            return Ok(());
+        };
+        Checkpoint::capture(run, model, self.optimizer.as_ref())?.save(&config.path, config.format)
     }
 
     /// One optimizer step on one batch (or chunk): returns the loss and the pre-clip norm.
@@ -779,6 +914,213 @@ impl<F: Float> Trainer<F> {
         }
         self.optimizer.step(model)?;
         Ok((loss.to_f64(), norm.to_f64()))
+    }
+}
+
+/// Everything [`Trainer::fit`] carries from epoch to epoch.
+#[derive(Debug)]
+struct RunState<F: Float> {
+    /// Epochs finished.
+    epochs_done: usize,
+    /// The optimizer's rate before any schedule.
+    base_lr: f64,
+    schedule: ScheduleState,
+    /// The shuffling generator and the current order of the samples (shuffled in place).
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    history: History,
+    /// The best monitored loss and its epoch.
+    best: Option<(f64, usize)>,
+    best_weights: Option<Vec<Vec<F>>>,
+    since_best: usize,
+}
+
+impl<F: Float> RunState<F> {
+    fn new(base_lr: f64, seed: u64, n: usize) -> Self {
+        RunState {
+            epochs_done: 0,
+            base_lr,
+            schedule: ScheduleState::new(base_lr),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            order: (0..n).collect(),
+            history: History::default(),
+            best: None,
+            best_weights: None,
+            since_best: 0,
+        }
+    }
+}
+
+/// A training checkpoint: the model's weights (and dropout generators), the optimizer's state,
+/// the shuffling generator and sample order, the epoch, the early-stopping state (best loss,
+/// its epoch and weights, epochs since), the learning-rate schedule's state and the history.
+///
+/// [`Trainer::checkpoint_every`] writes them; [`Trainer::resume_from`] goes on from one. The
+/// model itself (its architecture) is not in the file: resume into the same architecture.
+///
+/// ```
+/// use ndarray::Array3;
+/// use recurrent::persist::Format;
+/// use recurrent::train::{Checkpoint, Trainer};
+/// use recurrent::{Adam, Mse, Sequential};
+///
+/// let x = Array3::<f64>::from_shape_fn((32, 6, 1), |(b, t, _)| ((b + t) % 5) as f64 / 5.0);
+/// let y = x.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+/// let path = std::env::temp_dir().join(format!("recurrent-doc-ckpt-{}", std::process::id()));
+/// let mut model = Sequential::<f64>::builder(1).gru(4).dense(1).build(0)?;
+/// let mut trainer = Trainer::new(Mse, Adam::new(0.01)?)
+///     .epochs(2)
+///     .checkpoint_every(1, &path, Format::Binary);
+/// trainer.fit(&mut model, x.view(), y.view())?;
+///
+/// // Later, perhaps after a crash: same model architecture, same settings, four epochs in all.
+/// let checkpoint = Checkpoint::load(&path)?;
+/// assert_eq!(checkpoint.epochs_done(), 2);
+/// let mut trainer = Trainer::new(Mse, Adam::new(0.01)?).epochs(4).resume_from(checkpoint);
+/// let history = trainer.fit(&mut model, x.view(), y.view())?;
+/// assert_eq!(history.epochs.len(), 4);
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), recurrent::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    epochs_done: usize,
+    base_lr: f64,
+    schedule: ScheduleState,
+    shuffle_rng: ChaCha8Rng,
+    order: Vec<usize>,
+    history: History,
+    #[serde(with = "crate::persist::tagged::option")]
+    best_loss: Option<f64>,
+    best_epoch: Option<usize>,
+    best_weights: Option<Vec<SavedParam>>,
+    since_best: usize,
+    params: Vec<SavedParam>,
+    rngs: Vec<ChaCha8Rng>,
+    optimizer: OptimizerState,
+}
+
+impl Checkpoint {
+    fn capture<F: Float>(
+        run: &RunState<F>,
+        model: &dyn Layer<F>,
+        optimizer: &dyn Optimizer<F>,
+    ) -> Result<Self> {
+        let optimizer = optimizer.state().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "checkpoints: the {} optimizer cannot export its state",
+                optimizer.name()
+            ))
+        })?;
+        Ok(Checkpoint {
+            epochs_done: run.epochs_done,
+            base_lr: run.base_lr,
+            schedule: run.schedule,
+            shuffle_rng: run.rng.clone(),
+            order: run.order.clone(),
+            history: run.history.clone(),
+            best_loss: run.best.map(|(l, _)| l),
+            best_epoch: run.best.map(|(_, e)| e),
+            best_weights: run
+                .best_weights
+                .as_ref()
+                .map(|w| persist::saved_from_values(model, w)),
+            since_best: run.since_best,
+            params: persist::save_params(model)?,
+            rngs: persist::save_rngs(model),
+            optimizer,
+        })
+    }
+
+    /// Puts the checkpoint's state into `model` and `optimizer` (after checking it fits them
+    /// and `n` training samples) and returns the run state to go on from.
+    fn restore<F: Float>(
+        self,
+        model: &mut dyn Layer<F>,
+        optimizer: &mut dyn Optimizer<F>,
+        n: usize,
+    ) -> Result<RunState<F>> {
+        let what = "checkpoint";
+        let corrupt = |reason: String| Error::CorruptFile {
+            what: what.into(),
+            reason,
+        };
+        let mut seen = vec![false; n];
+        let is_permutation = self.order.len() == n
+            && self
+                .order
+                .iter()
+                .all(|&i| i < n && !std::mem::replace(&mut seen[i], true));
+        if !is_permutation {
+            return Err(Error::config(
+                "resume",
+                format!(
+                    "the checkpoint's sample order covers {} samples, the training data has {n}",
+                    self.order.len()
+                ),
+            ));
+        }
+        let best = match (self.best_loss, self.best_epoch) {
+            (Some(l), Some(e)) => Some((l, e)),
+            (None, None) => None,
+            _ => return Err(corrupt("a best loss without its epoch".into())),
+        };
+        let best_weights = self
+            .best_weights
+            .as_ref()
+            .map(|w| persist::values_from_saved(model, w, what))
+            .transpose()?;
+        persist::load_params(model, &self.params, what)?;
+        persist::load_rngs(model, &self.rngs, what)?;
+        optimizer.load_state(&self.optimizer)?;
+        Ok(RunState {
+            epochs_done: self.epochs_done,
+            base_lr: self.base_lr,
+            schedule: self.schedule,
+            rng: self.shuffle_rng,
+            order: self.order,
+            history: self.history,
+            best,
+            best_weights,
+            since_best: self.since_best,
+        })
+    }
+
+    /// The number of epochs finished when the checkpoint was written.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// The history up to the checkpoint.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Writes the checkpoint to `out` in `format`.
+    pub fn write_to(&self, out: &mut dyn std::io::Write, format: Format) -> Result<()> {
+        persist::encode(Kind::Checkpoint, "f64", self, format, out)
+    }
+
+    /// The checkpoint as the bytes of a file in `format`.
+    pub fn to_bytes(&self, format: Format) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.write_to(&mut bytes, format)?;
+        Ok(bytes)
+    }
+
+    /// Saves the checkpoint to `path` atomically ([`persist::atomic_write`]).
+    pub fn save(&self, path: impl AsRef<Path>, format: Format) -> Result<()> {
+        persist::atomic_write(path, |out| self.write_to(out, format))
+    }
+
+    /// A checkpoint from the bytes of a checkpoint file (either format).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Ok(persist::decode::<Checkpoint>(bytes, Kind::Checkpoint)?.0)
+    }
+
+    /// Loads a checkpoint file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_bytes(&persist::read_file(path.as_ref())?)
     }
 }
 

@@ -147,6 +147,58 @@ impl Pipeline {
         })
     }
 
+    /// Checks a pipeline read from a file is whole: a fitted step per transform, of the same
+    /// kind, with one finite parameter per column (and non-zero scales).
+    pub(crate) fn check(&self) -> Result<()> {
+        let bad = |reason: String| Err(Error::config("pipeline", reason));
+        if self.columns == 0 {
+            return bad("has no columns".into());
+        }
+        if self.steps.len() != self.transforms.len() {
+            return bad(format!(
+                "{} transforms but {} fitted steps",
+                self.transforms.len(),
+                self.steps.len()
+            ));
+        }
+        for (i, (t, step)) in self.transforms.iter().zip(&self.steps).enumerate() {
+            let per_column: &[(&str, &Vec<f64>)] = match (t, step) {
+                (Transform::Standardize, Fitted::Standardize { mean, std }) => {
+                    &[("mean", mean), ("std", std)]
+                }
+                (Transform::MinMax, Fitted::MinMax { min, range }) => {
+                    &[("min", min), ("range", range)]
+                }
+                (Transform::Log, Fitted::Log) | (Transform::Sqrt, Fitted::Sqrt) => &[],
+                (Transform::Difference { lag }, Fitted::Difference { lag: fitted })
+                    if lag == fitted && *lag >= 1 =>
+                {
+                    &[]
+                }
+                _ => return bad(format!("step {i} does not match its transform {t:?}")),
+            };
+            for (name, values) in per_column {
+                if values.len() != self.columns {
+                    return bad(format!(
+                        "step {i} has {} {name} values for {} columns",
+                        values.len(),
+                        self.columns
+                    ));
+                }
+                if values.iter().any(|v| !v.is_finite()) {
+                    return bad(format!("step {i} has a non-finite {name}"));
+                }
+            }
+            if let Fitted::Standardize { std: scale, .. } | Fitted::MinMax { range: scale, .. } =
+                step
+                && scale.iter().any(|&v| v <= 0.0)
+            {
+                return bad(format!("step {i} has a scale ≤ 0"));
+            }
+        }
+        Ok(())
+    }
+
     /// The transforms, in order.
     pub fn transforms(&self) -> &[Transform] {
         &self.transforms

@@ -320,6 +320,22 @@ impl<F: Float> Layer<F> for Parallel<F> {
     fn reset_state(&mut self) {
         self.branches.iter_mut().for_each(|b| b.reset_state());
     }
+    fn step(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        let outputs = self
+            .branches
+            .iter_mut()
+            .map(|b| b.step(x))
+            .collect::<Result<Vec<_>>>()?;
+        self.join(outputs)
+    }
+    fn visit_rngs(&self, visit: &mut dyn FnMut(&rand_chacha::ChaCha8Rng)) {
+        self.branches.iter().for_each(|b| b.visit_rngs(visit));
+    }
+    fn visit_rngs_mut(&mut self, visit: &mut dyn FnMut(&mut rand_chacha::ChaCha8Rng)) {
+        self.branches
+            .iter_mut()
+            .for_each(|b| b.visit_rngs_mut(visit));
+    }
     fn hidden_gradient_norms(&self) -> Vec<Vec<F>> {
         self.branches
             .iter()

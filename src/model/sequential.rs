@@ -146,7 +146,8 @@ enum Pending<F: Float> {
     },
     Dropout(f64),
     Repeat(usize),
-    Flatten,
+    /// The window length, when known up front (a model rebuilt from its [`LayerSpec`]s).
+    Flatten(Option<usize>),
     Unflatten(usize),
     Parallel(Vec<SequentialBuilder<F>>),
     Custom(Box<dyn Layer<F>>),
@@ -196,6 +197,16 @@ impl<F: Float> SequentialBuilder<F> {
             init: Init::default(),
             layers: Vec::new(),
         }
+    }
+
+    /// A builder that places the layers `specs` describe (as [`Sequential::specs`] reports
+    /// them), reading `input_size` features: how a saved model is rebuilt before its weights
+    /// are loaded. A [`LayerSpec::Custom`] layer cannot be rebuilt: [`Error::Unsupported`].
+    pub fn from_specs(input_size: usize, specs: &[LayerSpec]) -> Result<Self> {
+        let mut builder = Self::branch();
+        builder.input_size = Some(input_size);
+        builder.layers = pending_from_specs(specs)?;
+        Ok(builder)
     }
 
     /// The initialization of every layer ([`Init::Glorot`] by default).
@@ -296,7 +307,7 @@ impl<F: Float> SequentialBuilder<F> {
     /// Flattens the whole input window into one step ([`Flatten`]); the window length must be
     /// given at build time through [`build_for_steps`](Self::build_for_steps).
     pub fn flatten(mut self) -> Self {
-        self.layers.push(Pending::Flatten);
+        self.layers.push(Pending::Flatten(None));
         self
     }
 
@@ -450,8 +461,8 @@ impl<F: Float> SequentialBuilder<F> {
                         LayerSpec::Repeat { times },
                     )
                 }
-                Pending::Flatten => {
-                    let t = steps.ok_or_else(|| {
+                Pending::Flatten(known) => {
+                    let t = known.or(steps).ok_or_else(|| {
                         wrap(Error::config(
                             "flatten",
                             "needs the window length: build with build_for_steps(seed, Some(steps))",
@@ -534,6 +545,68 @@ impl<F: Float> SequentialBuilder<F> {
     }
 }
 
+fn pending_from_specs<F: Float>(specs: &[LayerSpec]) -> Result<Vec<Pending<F>>> {
+    specs
+        .iter()
+        .map(|spec| {
+            Ok(match spec {
+                LayerSpec::Recurrent {
+                    kind,
+                    hidden_size,
+                    return_sequences,
+                } => Pending::Recurrent {
+                    kind: *kind,
+                    hidden: *hidden_size,
+                    return_sequences: Some(*return_sequences),
+                },
+                LayerSpec::Bidirectional {
+                    kind,
+                    hidden_size,
+                    merge,
+                    return_sequences,
+                } => Pending::Bidirectional {
+                    kind: *kind,
+                    hidden: *hidden_size,
+                    merge: *merge,
+                    return_sequences: Some(*return_sequences),
+                },
+                LayerSpec::EncoderDecoder {
+                    kind,
+                    hidden_size,
+                    horizon,
+                } => Pending::EncoderDecoder {
+                    kind: *kind,
+                    hidden: *hidden_size,
+                    horizon: *horizon,
+                },
+                LayerSpec::Dense { units, activation } => Pending::Dense {
+                    units: *units,
+                    activation: *activation,
+                },
+                LayerSpec::Dropout { rate } => Pending::Dropout(*rate),
+                LayerSpec::Repeat { times } => Pending::Repeat(*times),
+                LayerSpec::Flatten { steps } => Pending::Flatten(Some(*steps)),
+                LayerSpec::Unflatten { horizon } => Pending::Unflatten(*horizon),
+                LayerSpec::Parallel { branches } => Pending::Parallel(
+                    branches
+                        .iter()
+                        .map(|b| {
+                            let mut branch = SequentialBuilder::branch();
+                            branch.layers = pending_from_specs(b)?;
+                            Ok(branch)
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                LayerSpec::Custom { name } => {
+                    return Err(Error::Unsupported(format!(
+                        "the user-defined layer {name:?} has no built-in description to rebuild it from"
+                    )));
+                }
+            })
+        })
+        .collect()
+}
+
 fn layer_name<F: Float>(pending: &Pending<F>) -> &'static str {
     match pending {
         Pending::Recurrent { kind, .. } => kind.name(),
@@ -542,7 +615,7 @@ fn layer_name<F: Float>(pending: &Pending<F>) -> &'static str {
         Pending::Dense { .. } => "dense",
         Pending::Dropout(_) => "dropout",
         Pending::Repeat(_) => "repeat",
-        Pending::Flatten => "flatten",
+        Pending::Flatten(_) => "flatten",
         Pending::Unflatten(_) => "unflatten",
         Pending::Parallel(_) => "parallel",
         Pending::Custom(_) => "custom",
@@ -969,6 +1042,23 @@ impl<F: Float> Layer<F> for Sequential<F> {
     }
     fn reset_state(&mut self) {
         self.layers.iter_mut().for_each(|l| l.reset_state());
+    }
+    fn step(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        let mut layers = self.layers.iter_mut();
+        let first = layers
+            .next()
+            .ok_or_else(|| Error::config("sequential", "has no layers"))?;
+        let mut a = first.step(x)?;
+        for layer in layers {
+            a = layer.step(a.view())?;
+        }
+        Ok(a)
+    }
+    fn visit_rngs(&self, visit: &mut dyn FnMut(&ChaCha8Rng)) {
+        self.layers.iter().for_each(|l| l.visit_rngs(visit));
+    }
+    fn visit_rngs_mut(&mut self, visit: &mut dyn FnMut(&mut ChaCha8Rng)) {
+        self.layers.iter_mut().for_each(|l| l.visit_rngs_mut(visit));
     }
     fn hidden_gradient_norms(&self) -> Vec<Vec<F>> {
         self.layers

@@ -4,7 +4,7 @@ use ndarray::{Array3, ArrayView3, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::layer::{Layer, check_sequence};
+use crate::layer::{Layer, check_sequence, check_step};
 use crate::{Error, Float, ParamMut, ParamView, Result};
 
 /// Inverted dropout: in training each activation is kept with probability 1 − p and scaled by
@@ -94,6 +94,17 @@ impl<F: Float> Layer<F> for Dropout<F> {
         }
         // y = x ⊙ m  ⇒  ∂x = ∂y ⊙ m
         Ok(&d_out * &mask)
+    }
+    fn step(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        // Inference: the identity, one step at a time.
+        check_step("dropout", &x, self.features)?;
+        Ok(x.to_owned())
+    }
+    fn visit_rngs(&self, visit: &mut dyn FnMut(&ChaCha8Rng)) {
+        visit(&self.rng);
+    }
+    fn visit_rngs_mut(&mut self, visit: &mut dyn FnMut(&mut ChaCha8Rng)) {
+        visit(&mut self.rng);
     }
     fn visit_params(&self, _: &mut dyn FnMut(ParamView<'_, F>)) {}
     fn visit_params_mut(&mut self, _: &mut dyn FnMut(ParamMut<'_, F>)) {}
