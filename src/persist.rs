@@ -175,6 +175,12 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], kind: Kind) -> Result<(T
         if version == 0 {
             return Err(corrupt("format version 0 does not exist".into()));
         }
+        // The header first (the body skipped), so another kind is reported as such.
+        let header: Envelope<serde::de::IgnoredAny> =
+            ciborium::from_reader(&bytes[12..]).map_err(|e| corrupt(e.to_string()))?;
+        if header.kind != kind {
+            return Err(unrecognized(format!("it holds a {}", header.kind.name())));
+        }
         ciborium::from_reader(&bytes[12..]).map_err(|e| corrupt(e.to_string()))?
     } else if bytes.trim_ascii_start().starts_with(b"{") {
         // The header first, so a newer version or another kind is reported as such rather
