@@ -1,0 +1,183 @@
+//! Streaming inference: one observation at a time through [`Streamer`] (and `Layer::step`)
+//! equals the batch forward over the whole sequence, for every cell, stacks and branches, for a
+//! batch of series and a single one.
+
+use ndarray::{Array3, Axis, s};
+use recurrent::stream::Streamer;
+use recurrent::{Error, Float, Layer, Merge, RecurrentKind, Sequential, SequentialBuilder};
+
+const KINDS: [RecurrentKind; 5] = [
+    RecurrentKind::RnnTanh,
+    RecurrentKind::RnnRelu,
+    RecurrentKind::Lstm,
+    RecurrentKind::Gru,
+    RecurrentKind::GruResetBefore,
+];
+
+fn sequence<F: Float>(batch: usize, steps: usize, features: usize) -> Array3<F> {
+    Array3::from_shape_fn((batch, steps, features), |(b, t, i)| {
+        F::from_f64(((b * 7 + t * 3 + i * 5) % 13) as f64 / 6.5 - 1.0 + 0.01 * t as f64)
+    })
+}
+
+/// max |a − b| / max |b| over the whole array.
+fn relative_error<F: Float>(a: &Array3<F>, b: &Array3<F>) -> f64 {
+    let scale = b
+        .iter()
+        .fold(0.0f64, |m, v| m.max(<F as Float>::to_f64(*v).abs()));
+    let diff = a.iter().zip(b).fold(0.0f64, |m, (x, y)| {
+        m.max((<F as Float>::to_f64(*x) - <F as Float>::to_f64(*y)).abs())
+    });
+    diff / scale.max(f64::MIN_POSITIVE)
+}
+
+/// Steps `model` through `x` one step at a time and stacks the outputs `[B, T, out]`.
+fn streamed<F: Float>(model: &mut dyn Layer<F>, x: &Array3<F>) -> Array3<F> {
+    let mut stream = Streamer::new(model);
+    let outputs: Vec<_> = (0..x.shape()[1])
+        .map(|t| {
+            stream
+                .step(x.index_axis(Axis(1), t))
+                .unwrap()
+                .insert_axis(Axis(1))
+        })
+        .collect();
+    let views: Vec<_> = outputs.iter().map(|o| o.view()).collect();
+    ndarray::concatenate(Axis(1), &views).unwrap()
+}
+
+fn check_every_cell<F: Float>(tolerance: f64) {
+    for kind in KINDS {
+        // Aligned many-to-many over a two-layer stack: every step's output is compared.
+        let mut model = Sequential::<F>::builder(3)
+            .recurrent(kind, 5)
+            .recurrent(kind, 4)
+            .return_sequences(true)
+            .dense(2)
+            .build(1)
+            .unwrap();
+        for batch in [1, 4] {
+            let x = sequence::<F>(batch, 30, 3);
+            let whole = model.predict(x.view()).unwrap();
+            let steps = streamed(&mut model, &x);
+            let err = relative_error(&steps, &whole);
+            assert!(err <= tolerance, "{kind:?} batch {batch}: {err:e}");
+        }
+        // Many-to-one: each call gives the forecast for the sequence so far.
+        let mut model = Sequential::<F>::many_to_one(kind, 2, 6, 1)
+            .build(2)
+            .unwrap();
+        let x = sequence::<F>(3, 20, 2);
+        let steps = streamed(&mut model, &x);
+        for t in [0, 9, 19] {
+            let prefix = model.predict(x.slice(s![.., ..=t, ..])).unwrap();
+            let err = relative_error(&steps.slice(s![.., t..=t, ..]).to_owned(), &prefix);
+            assert!(err <= tolerance, "{kind:?} prefix {t}: {err:e}");
+        }
+    }
+}
+
+#[test]
+fn streaming_equals_the_batch_forward_for_every_cell_in_f64() {
+    check_every_cell::<f64>(1e-12);
+}
+
+#[test]
+fn streaming_equals_the_batch_forward_for_every_cell_in_f32() {
+    check_every_cell::<f32>(1e-5);
+}
+
+#[test]
+fn parallel_branches_and_dropout_stream_too() {
+    let mut model = Sequential::<f64>::builder(2)
+        .gru(4)
+        .return_sequences(true)
+        .dropout(0.5)
+        .parallel(vec![
+            SequentialBuilder::branch().lstm(3).return_sequences(true),
+            SequentialBuilder::branch().dense(2),
+        ])
+        .dense(1)
+        .build(3)
+        .unwrap();
+    let x = sequence::<f64>(2, 12, 2);
+    let whole = model.predict(x.view()).unwrap();
+    assert_eq!(whole.shape(), &[2, 12, 1]);
+    let steps = streamed(&mut model, &x);
+    let err = relative_error(&steps, &whole);
+    assert!(err <= 1e-12, "{err:e}");
+}
+
+#[test]
+fn a_single_series_streams_with_step_one_and_reset_state_starts_over() {
+    let mut model = Sequential::<f64>::builder(1)
+        .lstm(6)
+        .dense(1)
+        .build(4)
+        .unwrap();
+    let series: Vec<f64> = (0..40).map(|t| (t as f64 / 4.0).sin()).collect();
+    let x = Array3::from_shape_fn((1, 40, 1), |(_, t, _)| series[t]);
+    let whole = model.predict(x.view()).unwrap()[[0, 0, 0]];
+
+    let mut stream = Streamer::new(&mut model);
+    let mut last = Vec::new();
+    for &v in &series {
+        last = stream.step_one(&[v]).unwrap();
+    }
+    assert_eq!(stream.steps(), 40);
+    assert!((last[0] - whole).abs() <= 1e-12 * whole.abs().max(1e-300));
+
+    // After a reset, the same stream gives the same answers again.
+    stream.reset_state();
+    let mut again = Vec::new();
+    for &v in &series {
+        again = stream.step_one(&[v]).unwrap();
+    }
+    assert_eq!(again, last);
+}
+
+#[test]
+fn streaming_rejects_bad_steps_and_layers_that_need_the_whole_window() {
+    let mut model = Sequential::<f64>::builder(2)
+        .gru(3)
+        .dense(1)
+        .build(0)
+        .unwrap();
+    let mut stream = Streamer::new(&mut model);
+    stream.step(ndarray::Array2::zeros((4, 2)).view()).unwrap();
+    // The batch is fixed until a reset.
+    assert!(matches!(
+        stream.step(ndarray::Array2::zeros((3, 2)).view()),
+        Err(Error::Shape { .. })
+    ));
+    // Wrong feature count, non-finite values.
+    assert!(matches!(
+        stream.step(ndarray::Array2::zeros((4, 3)).view()),
+        Err(Error::Shape { .. })
+    ));
+    let mut nan = ndarray::Array2::zeros((4, 2));
+    nan[[1, 1]] = f64::NAN;
+    assert!(matches!(
+        stream.step(nan.view()),
+        Err(Error::NonFinite { .. })
+    ));
+    assert!(stream.step_one(&[1.0, 2.0]).is_err()); // batch 1 ≠ 4
+    stream.reset_state();
+    assert!(stream.step_one(&[1.0, 2.0]).is_ok());
+
+    for builder in [
+        Sequential::<f64>::builder(2).bidirectional(RecurrentKind::Lstm, 3, Merge::Sum),
+        Sequential::<f64>::encoder_decoder(RecurrentKind::Gru, 2, 3, 4, 1),
+    ] {
+        let mut model = builder.build(0).unwrap();
+        let mut stream = Streamer::new(&mut model);
+        let err = stream.step_one(&[0.0, 1.0]).unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+    }
+    // A multi-step input to Layer::step is a shape error.
+    let mut model = Sequential::<f64>::builder(2).gru(3).build(0).unwrap();
+    assert!(matches!(
+        model.step(Array3::zeros((1, 2, 2)).view()),
+        Err(Error::Shape { .. })
+    ));
+}
