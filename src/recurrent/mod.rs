@@ -23,7 +23,7 @@ pub use gru::GruCell;
 pub use lstm::LstmCell;
 pub use rnn::SimpleRnnCell;
 
-use crate::layer::{Layer, check_sequence};
+use crate::layer::{Layer, check_sequence, check_step};
 use crate::{Error, Float, Init, Param, ParamMut, ParamView, Result, init};
 use cell::add_column_sums;
 
@@ -811,6 +811,15 @@ impl<C: Cell, F: Float> Layer<F> for Recurrent<C, F> {
 
     fn reset_state(&mut self) {
         self.carried = None;
+    }
+
+    fn step(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
+        check_step(self.cell.name(), &x, self.input_size)?;
+        // One step from the carried state (zeros at the start); the new state replaces it, so
+        // the memory held is one state whatever the stream's length.
+        let (outputs, final_state) = self.predict_with_state(x, self.carried.as_ref())?;
+        self.carried = Some(final_state);
+        Ok(outputs)
     }
 
     fn hidden_gradient_norms(&self) -> Vec<Vec<F>> {
