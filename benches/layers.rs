@@ -30,14 +30,15 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main,
 };
-use ndarray::{Array2, Array3, s};
+use ndarray::{Array1, Array2, Array3, linalg::general_mat_mul, s};
 use ndarray_rand::RandomExt;
 use ndarray_rand::rand_distr::StandardNormal;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use recurrent::data::{CsvOptions, Pipeline, Series, Transform, WindowSpec, windows};
 use recurrent::{
-    Activation, Adam, Dense, Gru, Layer, Loss, Lstm, Mse, Optimizer, Sequential, SimpleRnn, Trainer,
+    Activation, Adam, Dense, Gru, Layer, Loss, Lstm, Mse, Optimizer, RecurrentKernel, Sequential,
+    SimpleRnn, Trainer,
 };
 
 /// One benchmark configuration: `[batch, steps, input]` in, `hidden` units.
@@ -322,5 +323,53 @@ fn airline_epoch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, train_step, stream_step, airline_epoch);
+/// `gemm/{own,ndarray}/{hh_M,hh_L,2048}`: `C [m, n] = A [m, k] · Bᵀ (+ bias)` with `B` `[n, k]`
+/// (how `W_hh` is stored). `own` is the per-step kernel ([`RecurrentKernel::project`], `B`
+/// packed before timing), `ndarray` is `general_mat_mul` (matrixmultiply). `hh_M` and `hh_L`
+/// are the LSTM per-step shapes `[B, H] × [H, 4H]` of M and L; `2048` is 2048³. GFLOP/s =
+/// 2·m·k·n / time.
+fn gemm(c: &mut Criterion) {
+    let shapes = [
+        ("hh_M", 64, 128, 512),
+        ("hh_L", 128, 512, 2048),
+        ("2048", 2048, 2048, 2048),
+    ];
+    let mut group = c.benchmark_group("gemm");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (name, m, k, n) in shapes {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut data = None;
+        let mut get = || {
+            data.get_or_insert_with(|| {
+                let a = Array2::<f32>::random_using((m, k), StandardNormal, &mut rng);
+                let w = Array2::<f32>::random_using((n, k), StandardNormal, &mut rng);
+                (a, w, Array1::<f32>::zeros(n), Array2::<f32>::zeros((m, n)))
+            })
+            .clone()
+        };
+        group.bench_function(BenchmarkId::new("own", name), |bench| {
+            let (a, w, bias, mut out) = get();
+            let kernel = RecurrentKernel::for_forward(w.view(), bias.view());
+            bench.iter(|| kernel.project(black_box(a.view()), 0..n, out.view_mut()));
+        });
+        group.bench_function(BenchmarkId::new("ndarray", name), |bench| {
+            let (a, w, _, mut out) = get();
+            bench.iter(|| general_mat_mul(1.0, black_box(&a), &w.t(), 0.0, &mut out));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    forward,
+    train_step,
+    stream_step,
+    airline_epoch,
+    gemm
+);
 criterion_main!(benches);

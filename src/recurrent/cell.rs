@@ -6,25 +6,113 @@ use std::ops::Range;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis, linalg::general_mat_mul, s};
 
+use super::kernels::{self, Init, Packed};
 use crate::Float;
 
-/// The recurrent weights as one step sees them: `W_hh` `[G·H, H]` and `b_hh` `[G·H]`.
+/// The recurrent weights as one step sees them: `W_hh` `[G·H, H]` and `b_hh` `[G·H]`, packed
+/// once per sequence for the per-step products.
 ///
 /// Cells reach the recurrent matrix only through [`project`](Self::project) and
-/// [`back_project`](Self::back_project), so the product kernel can change in one place.
-#[derive(Debug, Clone, Copy)]
+/// [`back_project`](Self::back_project), so the product kernel changes in one place. The driver
+/// builds one kernel per forward ([`for_forward`](Self::for_forward): `W_hhᵀ` packed per gate
+/// block) and one per backward ([`for_backward`](Self::for_backward): `W_hh` packed), before its
+/// step loop; the per-step products then neither allocate nor repack. They run on the crate's
+/// own micro-kernels: AVX-512F or AVX2 + FMA for `f32` when the CPU has them (detected at run
+/// time), a portable kernel otherwise and for `f64`
+/// ([`force_portable`](Self::force_portable) selects it everywhere).
+#[derive(Debug, Clone)]
 pub struct RecurrentKernel<'a, F: Float> {
     weight_hh: ArrayView2<'a, F>,
     bias_hh: ArrayView1<'a, F>,
+    hidden: usize,
+    /// Gate block g: `W_hh[g·H .. (g+1)·H, :]ᵀ` `[H, H]` packed (for `project`).
+    forward: Vec<Packed<F>>,
+    /// `W_hh` `[G·H, H]` packed (for `back_project`).
+    backward: Option<Packed<F>>,
 }
 
 impl<'a, F: Float> RecurrentKernel<'a, F> {
-    pub(crate) fn new(weight_hh: ArrayView2<'a, F>, bias_hh: ArrayView1<'a, F>) -> Self {
-        RecurrentKernel { weight_hh, bias_hh }
+    /// A kernel for forward steps ([`project`](Self::project)): packs `W_hhᵀ` (`[G·H, H]` in,
+    /// `G` = rows / H) once.
+    pub fn for_forward(weight_hh: ArrayView2<'a, F>, bias_hh: ArrayView1<'a, F>) -> Self {
+        let mut kernel = Self::unpacked(weight_hh, bias_hh);
+        let (rows, h) = weight_hh.dim();
+        if h > 0 && rows % h == 0 {
+            let backend = kernels::backend_for::<F>();
+            kernel.forward = (0..rows / h)
+                .map(|g| Packed::new(h, h, backend, |k, j| weight_hh[[g * h + j, k]]))
+                .collect();
+        }
+        kernel
+    }
+
+    /// A kernel for backward steps ([`back_project`](Self::back_project)): packs `W_hh` once.
+    pub fn for_backward(weight_hh: ArrayView2<'a, F>, bias_hh: ArrayView1<'a, F>) -> Self {
+        let mut kernel = Self::unpacked(weight_hh, bias_hh);
+        let (rows, h) = weight_hh.dim();
+        let backend = kernels::backend_for::<F>();
+        kernel.backward = Some(Packed::new(rows, h, backend, |k, j| weight_hh[[k, j]]));
+        kernel
+    }
+
+    fn unpacked(weight_hh: ArrayView2<'a, F>, bias_hh: ArrayView1<'a, F>) -> Self {
+        RecurrentKernel {
+            weight_hh,
+            bias_hh,
+            hidden: weight_hh.ncols(),
+            forward: Vec::new(),
+            backward: None,
+        }
+    }
+
+    /// Makes every kernel built from now on (in this process) use the portable micro-kernel
+    /// (`true`), or the fastest one the CPU supports again (`false`). The environment variable
+    /// `RECURRENT_PORTABLE=1`, read once, sets `true` from the start. Results agree within
+    /// floating-point rounding (the sums run in a different order).
+    pub fn force_portable(on: bool) {
+        kernels::force_portable(on);
+    }
+
+    /// The micro-kernel a kernel built now would use for `F` on this machine: `"avx512f"`,
+    /// `"avx2+fma"` or `"portable"`.
+    pub fn backend_name() -> &'static str {
+        kernels::backend_for::<F>().name()
     }
 
     /// `out [B, rows.len()] = h [B, H] · W_hh[rows]ᵀ + b_hh[rows]`.
+    ///
+    /// On the packed path (a kernel from [`for_forward`](Self::for_forward), `rows` a range of
+    /// whole gate blocks, rows of `h` and `out` contiguous) nothing is allocated.
     pub fn project(&self, h: ArrayView2<'_, F>, rows: Range<usize>, mut out: ArrayViewMut2<'_, F>) {
+        let hid = self.hidden;
+        let (b, k) = h.dim();
+        assert_eq!(k, hid, "h has H columns");
+        assert_eq!(out.dim(), (b, rows.len()), "out is [B, rows]");
+        let aligned = hid > 0 && rows.start % hid == 0 && rows.end % hid == 0;
+        if aligned && !self.forward.is_empty() && row_major(&h) && row_major(&out.view()) {
+            let (lda, ldc) = (h.strides()[0] as usize, out.strides()[0] as usize);
+            let bias = self.bias_hh.as_slice().expect("bias_hh is contiguous");
+            let out_ptr = out.as_mut_ptr();
+            for g in rows.start / hid..rows.end / hid {
+                let col = g * hid - rows.start;
+                // SAFETY: h is [b, H] with row stride lda; out is [b, rows.len()] with row stride
+                // ldc, so columns col .. col + H of every row are inside it, and `out` is
+                // borrowed mutably for the call.
+                unsafe {
+                    self.forward[g].gemm_raw(
+                        b,
+                        0,
+                        hid,
+                        h.as_ptr(),
+                        lda,
+                        out_ptr.add(col),
+                        ldc,
+                        Init::Row(&bias[g * hid..(g + 1) * hid]),
+                    );
+                }
+            }
+            return;
+        }
         let bias = self.bias_hh.slice(s![rows.clone()]);
         let dim = out.raw_dim();
         out.assign(&bias.broadcast(dim).expect("bias row matches output width"));
@@ -33,6 +121,9 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
     }
 
     /// `out [B, H] = β·out + d [B, rows.len()] · W_hh[rows]`, with β = 1 when `accumulate`.
+    ///
+    /// On the packed path (a kernel from [`for_backward`](Self::for_backward), rows of `d` and
+    /// `out` contiguous) nothing is allocated.
     pub fn back_project(
         &self,
         d: ArrayView2<'_, F>,
@@ -40,10 +131,66 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
         mut out: ArrayViewMut2<'_, F>,
         accumulate: bool,
     ) {
+        let (b, k) = d.dim();
+        assert_eq!(k, rows.len(), "d has rows.len() columns");
+        assert_eq!(out.dim(), (b, self.hidden), "out is [B, H]");
+        if let Some(packed) = &self.backward
+            && rows.end <= packed.rows()
+            && row_major(&d)
+            && row_major(&out.view())
+        {
+            let (lda, ldc) = (d.strides()[0] as usize, out.strides()[0] as usize);
+            let init = if accumulate {
+                Init::Accumulate
+            } else {
+                Init::Zero
+            };
+            // SAFETY: d is [b, rows.len()] with row stride lda, out is [b, H] with row stride
+            // ldc and borrowed mutably for the call.
+            unsafe {
+                packed.gemm_raw(
+                    b,
+                    rows.start,
+                    rows.len(),
+                    d.as_ptr(),
+                    lda,
+                    out.as_mut_ptr(),
+                    ldc,
+                    init,
+                );
+            }
+            return;
+        }
         let w = self.weight_hh.slice(s![rows, ..]);
         let beta = if accumulate { F::one() } else { F::zero() };
         general_mat_mul(F::one(), &d, &w, beta, &mut out);
     }
+}
+
+/// Runs `f` inside a function compiled for AVX2 + FMA when the CPU has them and the portable
+/// path is not forced, so the element-wise loops `f` inlines vectorize 8 lanes wide; else runs
+/// `f` as is. The arithmetic is the same either way (Rust never fuses a·b + c on its own).
+#[inline(always)]
+pub(crate) fn elementwise<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if kernels::avx2_elementwise() {
+        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+        return unsafe { elementwise_avx2(f) };
+    }
+    f()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn elementwise_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Whether `a` has contiguous rows at a non-negative row stride (what the packed kernels read).
+fn row_major<F>(a: &ArrayView2<'_, F>) -> bool {
+    let (rows, cols) = a.dim();
+    let s = a.strides();
+    (cols <= 1 || s[1] == 1) && (rows <= 1 || s[0] >= cols as isize) && s[0] >= 0
 }
 
 /// One forward step, as the driver hands it to a cell. Every buffer is row-major with one
@@ -69,8 +216,8 @@ pub struct ForwardStep<'a, 'k, F: Float> {
     pub c_prev: &'a [F],
     /// `[B, H]`: c_t, written by cells with a cell state, else empty.
     pub c: &'a mut [F],
-    /// The recurrent weights.
-    pub kernel: RecurrentKernel<'k, F>,
+    /// The recurrent weights, packed for this pass.
+    pub kernel: &'k RecurrentKernel<'k, F>,
 }
 
 /// One backward step: given ∂L/∂h_t (and ∂L/∂c_t), a cell writes the gradients of its
@@ -104,8 +251,8 @@ pub struct BackwardStep<'a, 'k, F: Float> {
     pub d_h_prev: &'a mut [F],
     /// `[B, H]` scratch.
     pub scratch: &'a mut [F],
-    /// The recurrent weights.
-    pub kernel: RecurrentKernel<'k, F>,
+    /// The recurrent weights, packed for this pass.
+    pub kernel: &'k RecurrentKernel<'k, F>,
 }
 
 /// A recurrent cell: what one step computes and its derivative. Implemented by

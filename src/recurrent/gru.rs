@@ -3,7 +3,7 @@
 use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul, s};
 use serde::{Deserialize, Serialize};
 
-use super::cell::{BackwardStep, Cell, ForwardStep, view2, view2_mut};
+use super::cell::{BackwardStep, Cell, ForwardStep, elementwise, view2, view2_mut};
 use crate::Float;
 
 /// The gated recurrent unit (gate blocks in PyTorch's order r, z, n; G = 3), in two forms that
@@ -125,57 +125,61 @@ fn forward_reset_after<F: Float>(step: ForwardStep<'_, '_, F>) {
         0..g3,
         view2_mut(step.scratch, b, g3),
     );
-    for row in 0..b {
-        let gates = &mut step.gates[row * g3..(row + 1) * g3];
-        let v = &step.scratch[row * g3..(row + 1) * g3];
-        let v_n_out = &mut step.extra[row * h..(row + 1) * h];
-        let h_prev = &step.h_prev[row * h..(row + 1) * h];
-        let h_out = &mut step.h[row * h..(row + 1) * h];
-        for j in 0..h {
-            let r = (gates[j] + v[j]).sigmoid();
-            let z = (gates[h + j] + v[h + j]).sigmoid();
-            let v_n = v[2 * h + j];
-            let n = (gates[2 * h + j] + r * v_n).tanh();
-            gates[j] = r;
-            gates[h + j] = z;
-            gates[2 * h + j] = n;
-            v_n_out[j] = v_n;
-            h_out[j] = (F::one() - z) * n + z * h_prev[j];
+    elementwise(|| {
+        for row in 0..b {
+            let gates = &mut step.gates[row * g3..(row + 1) * g3];
+            let v = &step.scratch[row * g3..(row + 1) * g3];
+            let v_n_out = &mut step.extra[row * h..(row + 1) * h];
+            let h_prev = &step.h_prev[row * h..(row + 1) * h];
+            let h_out = &mut step.h[row * h..(row + 1) * h];
+            for j in 0..h {
+                let r = (gates[j] + v[j]).gate_sigmoid();
+                let z = (gates[h + j] + v[h + j]).gate_sigmoid();
+                let v_n = v[2 * h + j];
+                let n = (gates[2 * h + j] + r * v_n).gate_tanh();
+                gates[j] = r;
+                gates[h + j] = z;
+                gates[2 * h + j] = n;
+                v_n_out[j] = v_n;
+                h_out[j] = (F::one() - z) * n + z * h_prev[j];
+            }
         }
-    }
+    });
 }
 
 fn backward_reset_after<F: Float>(step: BackwardStep<'_, '_, F>) {
     let (b, h) = (step.batch, step.hidden);
     let g3 = 3 * h;
     let one = F::one();
-    for row in 0..b {
-        let gates = &step.gates[row * g3..(row + 1) * g3];
-        let v_n = &step.extra[row * h..(row + 1) * h];
-        let h_prev = &step.h_prev[row * h..(row + 1) * h];
-        let d_h = &step.d_h[row * h..(row + 1) * h];
-        let d_x = &mut step.d_gates[row * g3..(row + 1) * g3];
-        let d_v = &mut step.d_recurrent[row * g3..(row + 1) * g3];
-        let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
-        for j in 0..h {
-            let (r, z, n) = (gates[j], gates[h + j], gates[2 * h + j]);
-            // h_t = (1 − z) n + z h_{t−1}
-            let d_n = d_h[j] * (one - z);
-            let d_z = d_h[j] * (h_prev[j] - n);
-            // n = tanh(a_n), a_n = x_n + r ⊙ v_n
-            let d_an = d_n * (one - n * n);
-            let d_r = d_an * v_n[j];
-            let d_ar = d_r * r * (one - r);
-            let d_az = d_z * z * (one - z);
-            d_x[j] = d_ar;
-            d_x[h + j] = d_az;
-            d_x[2 * h + j] = d_an;
-            d_v[j] = d_ar;
-            d_v[h + j] = d_az;
-            d_v[2 * h + j] = d_an * r; // ∂v_n = ∂a_n ⊙ r
-            d_h_prev[j] = d_h[j] * z; // the direct path z ⊙ h_{t−1}
+    elementwise(|| {
+        for row in 0..b {
+            let gates = &step.gates[row * g3..(row + 1) * g3];
+            let v_n = &step.extra[row * h..(row + 1) * h];
+            let h_prev = &step.h_prev[row * h..(row + 1) * h];
+            let d_h = &step.d_h[row * h..(row + 1) * h];
+            let d_x = &mut step.d_gates[row * g3..(row + 1) * g3];
+            let d_v = &mut step.d_recurrent[row * g3..(row + 1) * g3];
+            let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
+            for j in 0..h {
+                let (r, z, n) = (gates[j], gates[h + j], gates[2 * h + j]);
+                // h_t = (1 − z) n + z h_{t−1}
+                let d_n = d_h[j] * (one - z);
+                let d_z = d_h[j] * (h_prev[j] - n);
+                // n = tanh(a_n), a_n = x_n + r ⊙ v_n
+                let d_an = d_n * (one - n * n);
+                let d_r = d_an * v_n[j];
+                let d_ar = d_r * r * (one - r);
+                let d_az = d_z * z * (one - z);
+                d_x[j] = d_ar;
+                d_x[h + j] = d_az;
+                d_x[2 * h + j] = d_an;
+                d_v[j] = d_ar;
+                d_v[h + j] = d_az;
+                d_v[2 * h + j] = d_an * r; // ∂v_n = ∂a_n ⊙ r
+                d_h_prev[j] = d_h[j] * z; // the direct path z ⊙ h_{t−1}
+            }
         }
-    }
+    });
     // ∂L/∂h_{t−1} += ∂v · W_hh
     step.kernel.back_project(
         view2(step.d_recurrent, b, g3),
@@ -192,34 +196,38 @@ fn forward_reset_before<F: Float>(step: ForwardStep<'_, '_, F>) {
     // [r|z] recurrent pre-activations: W_h{r,z} h_{t−1} + b_h{r,z}
     step.kernel
         .project(view2(step.h_prev, b, h), 0..g2, view2_mut(rz_side, b, g2));
-    for row in 0..b {
-        let gates = &mut step.gates[row * g3..(row + 1) * g3];
-        let v = &rz_side[row * g2..(row + 1) * g2];
-        let rh = &mut step.extra[row * h..(row + 1) * h];
-        let h_prev = &step.h_prev[row * h..(row + 1) * h];
-        for j in 0..h {
-            let r = (gates[j] + v[j]).sigmoid();
-            let z = (gates[h + j] + v[h + j]).sigmoid();
-            gates[j] = r;
-            gates[h + j] = z;
-            rh[j] = r * h_prev[j];
+    elementwise(|| {
+        for row in 0..b {
+            let gates = &mut step.gates[row * g3..(row + 1) * g3];
+            let v = &rz_side[row * g2..(row + 1) * g2];
+            let rh = &mut step.extra[row * h..(row + 1) * h];
+            let h_prev = &step.h_prev[row * h..(row + 1) * h];
+            for j in 0..h {
+                let r = (gates[j] + v[j]).gate_sigmoid();
+                let z = (gates[h + j] + v[h + j]).gate_sigmoid();
+                gates[j] = r;
+                gates[h + j] = z;
+                rh[j] = r * h_prev[j];
+            }
         }
-    }
+    });
     // W_hn (r ⊙ h_{t−1}) + b_hn
     step.kernel
         .project(view2(step.extra, b, h), g2..g3, view2_mut(n_side, b, h));
-    for row in 0..b {
-        let gates = &mut step.gates[row * g3..(row + 1) * g3];
-        let v_n = &n_side[row * h..(row + 1) * h];
-        let h_prev = &step.h_prev[row * h..(row + 1) * h];
-        let h_out = &mut step.h[row * h..(row + 1) * h];
-        for j in 0..h {
-            let z = gates[h + j];
-            let n = (gates[2 * h + j] + v_n[j]).tanh();
-            gates[2 * h + j] = n;
-            h_out[j] = (F::one() - z) * n + z * h_prev[j];
+    elementwise(|| {
+        for row in 0..b {
+            let gates = &mut step.gates[row * g3..(row + 1) * g3];
+            let v_n = &n_side[row * h..(row + 1) * h];
+            let h_prev = &step.h_prev[row * h..(row + 1) * h];
+            let h_out = &mut step.h[row * h..(row + 1) * h];
+            for j in 0..h {
+                let z = gates[h + j];
+                let n = (gates[2 * h + j] + v_n[j]).gate_tanh();
+                gates[2 * h + j] = n;
+                h_out[j] = (F::one() - z) * n + z * h_prev[j];
+            }
         }
-    }
+    });
 }
 
 fn backward_reset_before<F: Float>(step: BackwardStep<'_, '_, F>) {
@@ -227,19 +235,21 @@ fn backward_reset_before<F: Float>(step: BackwardStep<'_, '_, F>) {
     let (g2, g3) = (2 * h, 3 * h);
     let one = F::one();
     // First the n and z blocks, which need only this step's values.
-    for row in 0..b {
-        let gates = &step.gates[row * g3..(row + 1) * g3];
-        let h_prev = &step.h_prev[row * h..(row + 1) * h];
-        let d_h = &step.d_h[row * h..(row + 1) * h];
-        let d_a = &mut step.d_gates[row * g3..(row + 1) * g3];
-        for j in 0..h {
-            let (z, n) = (gates[h + j], gates[2 * h + j]);
-            let d_n = d_h[j] * (one - z);
-            let d_z = d_h[j] * (h_prev[j] - n);
-            d_a[h + j] = d_z * z * (one - z);
-            d_a[2 * h + j] = d_n * (one - n * n);
+    elementwise(|| {
+        for row in 0..b {
+            let gates = &step.gates[row * g3..(row + 1) * g3];
+            let h_prev = &step.h_prev[row * h..(row + 1) * h];
+            let d_h = &step.d_h[row * h..(row + 1) * h];
+            let d_a = &mut step.d_gates[row * g3..(row + 1) * g3];
+            for j in 0..h {
+                let (z, n) = (gates[h + j], gates[2 * h + j]);
+                let d_n = d_h[j] * (one - z);
+                let d_z = d_h[j] * (h_prev[j] - n);
+                d_a[h + j] = d_z * z * (one - z);
+                d_a[2 * h + j] = d_n * (one - n * n);
+            }
         }
-    }
+    });
     // ∂(r ⊙ h_{t−1}) = ∂a_n · W_hn, into scratch [B, H]
     let d_gates_view = view2(step.d_gates, b, g3);
     step.kernel.back_project(
@@ -248,21 +258,23 @@ fn backward_reset_before<F: Float>(step: BackwardStep<'_, '_, F>) {
         view2_mut(step.scratch, b, h),
         false,
     );
-    for row in 0..b {
-        let gates = &step.gates[row * g3..(row + 1) * g3];
-        let h_prev = &step.h_prev[row * h..(row + 1) * h];
-        let d_h = &step.d_h[row * h..(row + 1) * h];
-        let d_rh = &step.scratch[row * h..(row + 1) * h];
-        let d_a = &mut step.d_gates[row * g3..(row + 1) * g3];
-        let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
-        for j in 0..h {
-            let (r, z) = (gates[j], gates[h + j]);
-            // r ⊙ h_{t−1}: ∂r = ∂(rh) ⊙ h_{t−1}; σ′ = r(1 − r)
-            d_a[j] = d_rh[j] * h_prev[j] * r * (one - r);
-            // direct path z ⊙ h_{t−1} and the reset path ∂(rh) ⊙ r
-            d_h_prev[j] = d_h[j] * z + d_rh[j] * r;
+    elementwise(|| {
+        for row in 0..b {
+            let gates = &step.gates[row * g3..(row + 1) * g3];
+            let h_prev = &step.h_prev[row * h..(row + 1) * h];
+            let d_h = &step.d_h[row * h..(row + 1) * h];
+            let d_rh = &step.scratch[row * h..(row + 1) * h];
+            let d_a = &mut step.d_gates[row * g3..(row + 1) * g3];
+            let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
+            for j in 0..h {
+                let (r, z) = (gates[j], gates[h + j]);
+                // r ⊙ h_{t−1}: ∂r = ∂(rh) ⊙ h_{t−1}; σ′ = r(1 − r)
+                d_a[j] = d_rh[j] * h_prev[j] * r * (one - r);
+                // direct path z ⊙ h_{t−1} and the reset path ∂(rh) ⊙ r
+                d_h_prev[j] = d_h[j] * z + d_rh[j] * r;
+            }
         }
-    }
+    });
     // … plus the r and z recurrent products: ∂a_{r,z} · W_h{r,z}
     let d_gates_view = view2(step.d_gates, b, g3);
     step.kernel.back_project(

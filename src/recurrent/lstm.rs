@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cell::{BackwardStep, Cell, ForwardStep, view2, view2_mut};
+use super::cell::{BackwardStep, Cell, ForwardStep, elementwise, view2, view2_mut};
 use crate::Float;
 
 /// The long short-term memory cell, PyTorch's `nn.LSTM` (gate blocks in the order i, f, g, o):
@@ -47,74 +47,104 @@ impl Cell for LstmCell {
     }
 
     fn forward_step<F: Float>(&self, step: ForwardStep<'_, '_, F>) {
-        let (b, h) = (step.batch, step.hidden);
+        let ForwardStep {
+            batch: b,
+            hidden: h,
+            gates,
+            extra,
+            scratch,
+            h_prev,
+            h: h_out,
+            c_prev,
+            c,
+            kernel,
+        } = step;
         let g4 = 4 * h;
-        step.kernel.project(
-            view2(step.h_prev, b, h),
-            0..g4,
-            view2_mut(step.scratch, b, g4),
-        );
-        for row in 0..b {
-            let gates = &mut step.gates[row * g4..(row + 1) * g4];
-            let rec = &step.scratch[row * g4..(row + 1) * g4];
-            for (a, &r) in gates.iter_mut().zip(rec) {
-                *a += r;
+        // scratch = W_hh h_{t−1} + b_hh, all four gates in one product
+        kernel.project(view2(h_prev, b, h), 0..g4, view2_mut(scratch, b, g4));
+        elementwise(|| {
+            for row in 0..b {
+                let gates = &mut gates[row * g4..(row + 1) * g4];
+                let (ig, rest) = gates.split_at_mut(h);
+                let (fg, rest) = rest.split_at_mut(h);
+                let (gg, og) = rest.split_at_mut(h);
+                let rec = &scratch[row * g4..(row + 1) * g4];
+                let (ri, rest) = rec.split_at(h);
+                let (rf, rest) = rest.split_at(h);
+                let (rg, ro) = rest.split_at(h);
+                let c_prev = &c_prev[row * h..(row + 1) * h];
+                let c = &mut c[row * h..(row + 1) * h];
+                let tanh_c = &mut extra[row * h..(row + 1) * h];
+                let h_out = &mut h_out[row * h..(row + 1) * h];
+                for j in 0..h {
+                    let i = (ig[j] + ri[j]).gate_sigmoid();
+                    let f = (fg[j] + rf[j]).gate_sigmoid();
+                    let g = (gg[j] + rg[j]).gate_tanh();
+                    let o = (og[j] + ro[j]).gate_sigmoid();
+                    ig[j] = i;
+                    fg[j] = f;
+                    gg[j] = g;
+                    og[j] = o;
+                    let c_t = f * c_prev[j] + i * g;
+                    let tc = c_t.gate_tanh();
+                    c[j] = c_t;
+                    tanh_c[j] = tc;
+                    h_out[j] = o * tc;
+                }
             }
-            let (ig, rest) = gates.split_at_mut(h);
-            let (fg, rest) = rest.split_at_mut(h);
-            let (gg, og) = rest.split_at_mut(h);
-            let c_prev = &step.c_prev[row * h..(row + 1) * h];
-            let c = &mut step.c[row * h..(row + 1) * h];
-            let tanh_c = &mut step.extra[row * h..(row + 1) * h];
-            let h_out = &mut step.h[row * h..(row + 1) * h];
-            for j in 0..h {
-                let i = ig[j].sigmoid();
-                let f = fg[j].sigmoid();
-                let g = gg[j].tanh();
-                let o = og[j].sigmoid();
-                ig[j] = i;
-                fg[j] = f;
-                gg[j] = g;
-                og[j] = o;
-                let c_t = f * c_prev[j] + i * g;
-                let tc = c_t.tanh();
-                c[j] = c_t;
-                tanh_c[j] = tc;
-                h_out[j] = o * tc;
-            }
-        }
+        });
     }
 
     fn backward_step<F: Float>(&self, step: BackwardStep<'_, '_, F>) {
-        let (b, h) = (step.batch, step.hidden);
+        let BackwardStep {
+            batch: b,
+            hidden: h,
+            gates,
+            extra,
+            c_prev,
+            d_h,
+            d_c,
+            d_gates,
+            d_h_prev,
+            kernel,
+            ..
+        } = step;
         let g4 = 4 * h;
         let one = F::one();
-        for row in 0..b {
-            let gates = &step.gates[row * g4..(row + 1) * g4];
-            let d_pre = &mut step.d_gates[row * g4..(row + 1) * g4];
-            let c_prev = &step.c_prev[row * h..(row + 1) * h];
-            let tanh_c = &step.extra[row * h..(row + 1) * h];
-            let d_h = &step.d_h[row * h..(row + 1) * h];
-            let d_c = &mut step.d_c[row * h..(row + 1) * h];
-            for j in 0..h {
-                let (i, f, g, o) = (gates[j], gates[h + j], gates[2 * h + j], gates[3 * h + j]);
-                let tc = tanh_c[j];
-                // h_t = o ⊙ tanh c_t: ∂c_t gains ∂h_t ⊙ o ⊙ (1 − tanh² c_t)
-                let dc = d_c[j] + d_h[j] * o * (one - tc * tc);
-                // gate derivatives through σ′ = s(1 − s) and tanh′ = 1 − g²
-                d_pre[j] = dc * g * i * (one - i);
-                d_pre[h + j] = dc * c_prev[j] * f * (one - f);
-                d_pre[2 * h + j] = dc * i * (one - g * g);
-                d_pre[3 * h + j] = d_h[j] * tc * o * (one - o);
-                // c_t = f ⊙ c_{t−1} + …: ∂c_{t−1} = ∂c_t ⊙ f
-                d_c[j] = dc * f;
+        elementwise(|| {
+            for row in 0..b {
+                let gates = &gates[row * g4..(row + 1) * g4];
+                let (ig, rest) = gates.split_at(h);
+                let (fg, rest) = rest.split_at(h);
+                let (gg, og) = rest.split_at(h);
+                let d_pre = &mut d_gates[row * g4..(row + 1) * g4];
+                let (di, rest) = d_pre.split_at_mut(h);
+                let (df, rest) = rest.split_at_mut(h);
+                let (dg, d_o) = rest.split_at_mut(h);
+                let c_prev = &c_prev[row * h..(row + 1) * h];
+                let tanh_c = &extra[row * h..(row + 1) * h];
+                let d_h = &d_h[row * h..(row + 1) * h];
+                let d_c = &mut d_c[row * h..(row + 1) * h];
+                for j in 0..h {
+                    let (i, f, g, o) = (ig[j], fg[j], gg[j], og[j]);
+                    let tc = tanh_c[j];
+                    // h_t = o ⊙ tanh c_t: ∂c_t gains ∂h_t ⊙ o ⊙ (1 − tanh² c_t)
+                    let dc = d_c[j] + d_h[j] * o * (one - tc * tc);
+                    // gate derivatives through σ′ = s(1 − s) and tanh′ = 1 − g²
+                    di[j] = dc * g * i * (one - i);
+                    df[j] = dc * c_prev[j] * f * (one - f);
+                    dg[j] = dc * i * (one - g * g);
+                    d_o[j] = d_h[j] * tc * o * (one - o);
+                    // c_t = f ⊙ c_{t−1} + …: ∂c_{t−1} = ∂c_t ⊙ f
+                    d_c[j] = dc * f;
+                }
             }
-        }
+        });
         // ∂L/∂h_{t−1} = ∂a · W_hh (all four gates in one product)
-        step.kernel.back_project(
-            view2(step.d_gates, b, g4),
+        kernel.back_project(
+            view2(d_gates, b, g4),
             0..g4,
-            view2_mut(step.d_h_prev, b, h),
+            view2_mut(d_h_prev, b, h),
             false,
         );
     }

@@ -11,6 +11,7 @@
 
 mod cell;
 mod gru;
+mod kernels;
 mod lstm;
 mod rnn;
 
@@ -41,7 +42,8 @@ pub type Gru<F = f32> = Recurrent<GruCell, F>;
 pub struct RecurrentState<F> {
     /// The hidden state `[B, H]`.
     pub h: Array2<F>,
-    /// The cell state `[B, H]` (LSTM only).
+    /// The cell state `[B, H]` (LSTM only; an initial state without one starts the LSTM's
+    /// cell state at zeros).
     pub c: Option<Array2<F>>,
 }
 
@@ -494,7 +496,8 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             }
         }
         let mut scratch = vec![F::zero(); b * gh];
-        let kernel = RecurrentKernel::new(self.weight_hh.value.view(), self.bias_hh.value.view());
+        let kernel =
+            RecurrentKernel::for_forward(self.weight_hh.value.view(), self.bias_hh.value.view());
 
         let gates_all = as_slice_mut(&mut gates);
         let extra_all = as_slice_mut(&mut extra);
@@ -519,7 +522,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 h: &mut h_next[..bh],
                 c_prev,
                 c,
-                kernel,
+                kernel: &kernel,
             });
         }
         Ok(SequenceCache {
@@ -591,7 +594,8 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         let mut d_h = vec![F::zero(); bh];
         let mut d_h_prev = vec![F::zero(); bh];
         let mut scratch = vec![F::zero(); bh];
-        let kernel = RecurrentKernel::new(self.weight_hh.value.view(), self.bias_hh.value.view());
+        let kernel =
+            RecurrentKernel::for_backward(self.weight_hh.value.view(), self.bias_hh.value.view());
         let mut hidden_grad_norms = vec![F::zero(); t];
 
         let gates = as_slice(&cache.gates);
@@ -640,7 +644,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 },
                 d_h_prev: &mut d_h_prev,
                 scratch: &mut scratch,
-                kernel,
+                kernel: &kernel,
             });
             d_carry.copy_from_slice(&d_h_prev);
         }

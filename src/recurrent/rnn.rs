@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cell::{BackwardStep, Cell, ForwardStep, view2, view2_mut};
+use super::cell::{BackwardStep, Cell, ForwardStep, elementwise, view2, view2_mut};
 use crate::{Activation, Float};
 
 /// The Elman (simple RNN) cell, PyTorch's `nn.RNN`:
@@ -51,22 +51,28 @@ impl Cell for SimpleRnnCell {
             view2_mut(step.scratch, b, h),
         );
         // h_t = φ(x-side + h-side); the gates buffer keeps nothing the backward needs (it uses h_t).
-        for ((out, &x_side), &h_side) in step
-            .h
-            .iter_mut()
-            .zip(step.gates.iter())
-            .zip(step.scratch.iter())
-        {
-            *out = self.activation.apply(x_side + h_side);
-        }
+        let act = self.activation;
+        elementwise(|| {
+            for ((out, &x_side), &h_side) in step
+                .h
+                .iter_mut()
+                .zip(step.gates.iter())
+                .zip(step.scratch.iter())
+            {
+                *out = act.apply(x_side + h_side);
+            }
+        });
     }
 
     fn backward_step<F: Float>(&self, step: BackwardStep<'_, '_, F>) {
         let (b, h) = (step.batch, step.hidden);
         // ∂L/∂a = ∂L/∂h_t ⊙ φ′(a), φ′ read off h_t.
-        for ((d_a, &d_h), &h_t) in step.d_gates.iter_mut().zip(step.d_h).zip(step.h) {
-            *d_a = d_h * self.activation.derivative_from_output(h_t);
-        }
+        let act = self.activation;
+        elementwise(|| {
+            for ((d_a, &d_h), &h_t) in step.d_gates.iter_mut().zip(step.d_h).zip(step.h) {
+                *d_a = d_h * act.derivative_from_output(h_t);
+            }
+        });
         // ∂L/∂h_{t−1} = ∂L/∂a · W_hh
         step.kernel.back_project(
             view2(step.d_gates, b, h),

@@ -1,0 +1,659 @@
+//! The per-step recurrent product: a small GEMM whose right-hand matrix (`W_hh`) is packed
+//! once per sequence, so the step loop neither allocates nor repacks.
+//!
+//! A [`Packed`] matrix `B` `[K, N]` is stored in panels of `nr` columns: panel `p` holds, for
+//! every `k`, the `nr` values `B[k, p·nr .. p·nr + nr]` contiguously (zero-padded past `N`).
+//! A product `C [m, N] (+)= A [m, kc] · B[k0 .. k0 + kc, :]` walks the panels; each panel is
+//! multiplied by blocks of `mr` rows of `A` in registers (the micro-kernel), and `A` is read in
+//! place (row stride `lda`), never copied.
+//!
+//! Backends, chosen once per packing: AVX-512F (`nr` = 32, `mr` = 12), AVX2 + FMA (`nr` = 16,
+//! `mr` = 6), and a portable kernel (`nr` = 16, `mr` = 4) that is the only one for `f64` and for
+//! machines without those extensions. [`force_portable`] (or the environment variable
+//! `RECURRENT_PORTABLE=1`, read once) makes every new packing use the portable kernel.
+
+use std::any::TypeId;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::Float;
+
+/// The longest sum one pass over a panel makes (rows of `B` per chunk): 128 rows of a 32-wide
+/// panel are 16 KiB, half a typical L1.
+const KC: usize = 128;
+
+/// Which micro-kernel a packing is laid out for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// Plain Rust, any element type.
+    Portable,
+    /// AVX2 + FMA, f32.
+    Avx2,
+    /// AVX-512F, f32.
+    Avx512,
+}
+
+impl Backend {
+    /// Panel width.
+    fn nr(self) -> usize {
+        match self {
+            Backend::Portable | Backend::Avx2 => 16,
+            Backend::Avx512 => 32,
+        }
+    }
+
+    /// The name reported by [`backend_name`].
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Portable => "portable",
+            Backend::Avx2 => "avx2+fma",
+            Backend::Avx512 => "avx512f",
+        }
+    }
+}
+
+/// 0: not decided yet; 1: portable forced; 2: fast paths allowed.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+fn portable_forced() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let forced = std::env::var("RECURRENT_PORTABLE").is_ok_and(|v| v == "1");
+            // A concurrent force_portable wins: only replace the undecided state.
+            let _ = MODE.compare_exchange(
+                0,
+                if forced { 1 } else { 2 },
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            MODE.load(Ordering::Relaxed) == 1
+        }
+    }
+}
+
+/// Forces (`true`) or releases (`false`) the portable kernel for every packing made from now on.
+pub(crate) fn force_portable(on: bool) {
+    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// The backend a new packing of `F` values uses on this machine now.
+pub(crate) fn backend_for<F: Float>() -> Backend {
+    if TypeId::of::<F>() != TypeId::of::<f32>() || portable_forced() {
+        return Backend::Portable;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[cfg(feature = "avx512")]
+        if std::arch::is_x86_feature_detected!("avx512f") && !avx512_declined() {
+            return Backend::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Backend::Avx2;
+        }
+    }
+    Backend::Portable
+}
+
+/// Whether element-wise passes may run in AVX2 + FMA code: the CPU has both and the portable
+/// path is not forced.
+pub(crate) fn avx2_elementwise() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !portable_forced()
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `RECURRENT_NO_AVX512=1` (read once) keeps the AVX-512 kernel out, to measure the AVX2 one.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+fn avx512_declined() -> bool {
+    static DECLINED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DECLINED.get_or_init(|| std::env::var("RECURRENT_NO_AVX512").is_ok_and(|v| v == "1"))
+}
+
+/// What the product adds to: `C = init + A·B`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Init<'a, F> {
+    /// `C = A·B`.
+    Zero,
+    /// `C += A·B`.
+    Accumulate,
+    /// `C = row + A·B`, `row` `[N]` broadcast over the rows (a bias).
+    Row(&'a [F]),
+}
+
+/// A matrix `B` `[K, N]` packed in panels of `nr` columns for one backend (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Packed<F> {
+    data: Vec<F>,
+    k: usize,
+    n: usize,
+    backend: Backend,
+}
+
+impl<F: Float> Packed<F> {
+    /// Packs `B[k, j] = get(k, j)` for `k < rows`, `j < cols`, for `backend`.
+    pub(crate) fn new(
+        rows: usize,
+        cols: usize,
+        backend: Backend,
+        get: impl Fn(usize, usize) -> F,
+    ) -> Self {
+        let nr = backend.nr();
+        let panels = cols.div_ceil(nr);
+        let mut data = vec![F::zero(); panels * rows * nr];
+        for p in 0..panels {
+            let panel = &mut data[p * rows * nr..(p + 1) * rows * nr];
+            let width = nr.min(cols - p * nr);
+            for k in 0..rows {
+                for j in 0..width {
+                    panel[k * nr + j] = get(k, p * nr + j);
+                }
+            }
+        }
+        Packed {
+            data,
+            k: rows,
+            n: cols,
+            backend,
+        }
+    }
+
+    /// `K`.
+    pub(crate) fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// `C [m, N] = init + A [m, kc] · B[k0 .. k0 + kc, :]`, with `A` row `i` at
+    /// `a[i·lda ..]` and `C` row `i` at `c[i·ldc ..]`. Allocates nothing.
+    ///
+    /// Panics if a slice is too short for the sizes.
+    #[allow(clippy::too_many_arguments, dead_code)]
+    pub(crate) fn gemm(
+        &self,
+        m: usize,
+        k0: usize,
+        kc: usize,
+        a: &[F],
+        lda: usize,
+        c: &mut [F],
+        ldc: usize,
+        init: Init<'_, F>,
+    ) {
+        if m == 0 {
+            return;
+        }
+        assert!(a.len() >= (m - 1) * lda + kc, "A holds m rows of kc");
+        assert!(c.len() >= (m - 1) * ldc + self.n, "C holds m rows of N");
+        // SAFETY: the slices hold the rows just checked.
+        unsafe { self.gemm_raw(m, k0, kc, a.as_ptr(), lda, c.as_mut_ptr(), ldc, init) }
+    }
+
+    /// [`gemm`](Self::gemm) on raw pointers.
+    ///
+    /// # Safety
+    /// `a` must be valid for reads at `i·lda + k` (i < m, k < kc) and `c` for reads and
+    /// writes at `i·ldc + j` (i < m, j < N), with no other live reference to those elements.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn gemm_raw(
+        &self,
+        m: usize,
+        k0: usize,
+        kc: usize,
+        a: *const F,
+        lda: usize,
+        c: *mut F,
+        ldc: usize,
+        init: Init<'_, F>,
+    ) {
+        if m == 0 {
+            return;
+        }
+        assert!(k0 + kc <= self.k, "k range inside the packed rows");
+        if let Init::Row(row) = init {
+            assert!(row.len() >= self.n, "init row holds N values");
+        }
+        // Long sums in chunks of KC, so a panel's chunk stays in L1 across the row blocks.
+        if kc > KC {
+            let mut done = 0;
+            while done < kc {
+                let len = KC.min(kc - done);
+                let chunk_init = if done == 0 { init } else { Init::Accumulate };
+                // SAFETY: a sub-range of the caller's k range, same rows.
+                unsafe {
+                    self.gemm_raw(m, k0 + done, len, a.add(done), lda, c, ldc, chunk_init);
+                }
+                done += len;
+            }
+            return;
+        }
+        // SAFETY: the caller's contract bounds A and C; k0 + kc ≤ K bounds the panels.
+        unsafe {
+            match self.backend {
+                #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+                Backend::Avx512 => x86::gemm_avx512(
+                    self.as_f32(),
+                    m,
+                    k0,
+                    kc,
+                    a.cast(),
+                    lda,
+                    c.cast(),
+                    ldc,
+                    cast_init(init),
+                ),
+                #[cfg(target_arch = "x86_64")]
+                Backend::Avx2 => x86::gemm_avx2(
+                    self.as_f32(),
+                    m,
+                    k0,
+                    kc,
+                    a.cast(),
+                    lda,
+                    c.cast(),
+                    ldc,
+                    cast_init(init),
+                ),
+                _ => gemm_portable(self, m, k0, kc, a, lda, c, ldc, init),
+            }
+        }
+    }
+
+    /// This packing as `Packed<f32>`; only for SIMD backends, which are only chosen for f32.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn as_f32(&self) -> &Packed<f32> {
+        assert!(TypeId::of::<F>() == TypeId::of::<f32>());
+        // SAFETY: F is f32, so the two types are the same.
+        unsafe { &*(self as *const Packed<F>).cast::<Packed<f32>>() }
+    }
+
+    /// Start of panel `p` at row `k0`.
+    #[inline(always)]
+    fn panel(&self, p: usize, k0: usize) -> *const F {
+        let nr = self.backend.nr();
+        // SAFETY (callers): p < panels and k0 ≤ K keep this inside `data`.
+        unsafe { self.data.as_ptr().add(p * self.k * nr + k0 * nr) }
+    }
+}
+
+/// Reinterprets an `Init<F>` as `Init<f32>`; only called on packings whose backend is f32-only.
+#[cfg(target_arch = "x86_64")]
+unsafe fn cast_init<F: Float>(init: Init<'_, F>) -> Init<'_, f32> {
+    debug_assert!(TypeId::of::<F>() == TypeId::of::<f32>());
+    match init {
+        Init::Zero => Init::Zero,
+        Init::Accumulate => Init::Accumulate,
+        // SAFETY: F is f32 (a SIMD backend is only chosen for f32).
+        Init::Row(r) => {
+            Init::Row(unsafe { std::slice::from_raw_parts(r.as_ptr().cast(), r.len()) })
+        }
+    }
+}
+
+/// Writes a finished tile: `C[i, j] = init + acc[i][j]` for `i < mm`, `j < nn`.
+#[inline(always)]
+unsafe fn store_tile<F: Float, const MR: usize, const NR: usize>(
+    acc: &[[F; NR]; MR],
+    mm: usize,
+    nn: usize,
+    c: *mut F,
+    ldc: usize,
+    init: Init<'_, F>,
+    col0: usize,
+) {
+    for (i, row) in acc.iter().enumerate().take(mm) {
+        for (j, &v) in row.iter().enumerate().take(nn) {
+            // SAFETY: i < m, col0 + j < N (caller).
+            unsafe {
+                let dst = c.add(i * ldc + j);
+                *dst = match init {
+                    Init::Zero => v,
+                    Init::Accumulate => *dst + v,
+                    Init::Row(r) => r[col0 + j] + v,
+                };
+            }
+        }
+    }
+}
+
+const PORTABLE_MR: usize = 4;
+const PORTABLE_NR: usize = 16;
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_portable<F: Float>(
+    b: &Packed<F>,
+    m: usize,
+    k0: usize,
+    kc: usize,
+    a: *const F,
+    lda: usize,
+    c: *mut F,
+    ldc: usize,
+    init: Init<'_, F>,
+) {
+    let n = b.n;
+    for p in 0..n.div_ceil(PORTABLE_NR) {
+        let bp = b.panel(p, k0);
+        let nn = PORTABLE_NR.min(n - p * PORTABLE_NR);
+        let mut i0 = 0;
+        while i0 < m {
+            let mm = PORTABLE_MR.min(m - i0);
+            // SAFETY: rows i0.. < m, panel p < panels (caller's bounds).
+            unsafe {
+                let a0 = a.add(i0 * lda);
+                let c0 = c.add(i0 * ldc + p * PORTABLE_NR);
+                let init0 = shift(init, p * PORTABLE_NR);
+                match mm {
+                    4 => tile_portable::<F, 4>(kc, a0, lda, bp, c0, ldc, nn, init0),
+                    3 => tile_portable::<F, 3>(kc, a0, lda, bp, c0, ldc, nn, init0),
+                    2 => tile_portable::<F, 2>(kc, a0, lda, bp, c0, ldc, nn, init0),
+                    _ => tile_portable::<F, 1>(kc, a0, lda, bp, c0, ldc, nn, init0),
+                }
+            }
+            i0 += mm;
+        }
+    }
+}
+
+/// `init` for the columns from `col0` on.
+#[inline(always)]
+fn shift<F>(init: Init<'_, F>, col0: usize) -> Init<'_, F> {
+    match init {
+        Init::Row(r) => Init::Row(&r[col0..]),
+        other => other,
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_portable<F: Float, const MR: usize>(
+    kc: usize,
+    a: *const F,
+    lda: usize,
+    b: *const F,
+    c: *mut F,
+    ldc: usize,
+    nn: usize,
+    init: Init<'_, F>,
+) {
+    let mut acc = [[F::zero(); PORTABLE_NR]; MR];
+    for k in 0..kc {
+        // SAFETY: k < kc inside the panel and the A rows (caller).
+        let brow = unsafe { &*b.add(k * PORTABLE_NR).cast::<[F; PORTABLE_NR]>() };
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            let av = unsafe { *a.add(i * lda + k) };
+            for (s, &bv) in acc_row.iter_mut().zip(brow) {
+                *s += av * bv;
+            }
+        }
+    }
+    unsafe { store_tile(&acc, MR, nn, c, ldc, init, 0) };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The AVX2 + FMA and AVX-512F micro-kernels (f32).
+
+    use std::arch::x86_64::*;
+
+    use super::{Init, Packed, shift, store_tile};
+
+    const AVX2_MR: usize = 6;
+    #[cfg(feature = "avx512")]
+    const AVX512_MR: usize = 12;
+
+    /// Rows in blocks of `$mr` (remainder blocks dispatched to smaller instances).
+    macro_rules! row_blocks {
+        ($b:expr, $m:expr, $k0:expr, $kc:expr, $a:expr, $lda:expr, $c:expr, $ldc:expr,
+         $init:expr, $nr:expr, $mr:expr, $tile:ident, [$($n:literal),*]) => {{
+            let n = $b.n;
+            for p in 0..n.div_ceil($nr) {
+                let bp: *const f32 = $b.panel(p, $k0);
+                let nn = ($nr as usize).min(n - p * $nr);
+                let mut i0 = 0;
+                while i0 < $m {
+                    let mm = ($mr as usize).min($m - i0);
+                    let a0 = $a.add(i0 * $lda);
+                    let c0 = $c.add(i0 * $ldc + p * $nr);
+                    let init0 = shift($init, p * $nr);
+                    match mm {
+                        $($n => $tile::<$n>($kc, a0, $lda, bp, c0, $ldc, nn, init0),)*
+                        _ => unreachable!(),
+                    }
+                    i0 += mm;
+                }
+            }
+        }};
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_avx2(
+        b: &Packed<f32>,
+        m: usize,
+        k0: usize,
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        c: *mut f32,
+        ldc: usize,
+        init: Init<'_, f32>,
+    ) {
+        unsafe {
+            row_blocks!(
+                b,
+                m,
+                k0,
+                kc,
+                a,
+                lda,
+                c,
+                ldc,
+                init,
+                16,
+                AVX2_MR,
+                tile_avx2,
+                [1, 2, 3, 4, 5, 6]
+            )
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_avx2<const MR: usize>(
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        nn: usize,
+        init: Init<'_, f32>,
+    ) {
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+            for k in 0..kc {
+                let b0 = _mm256_loadu_ps(b.add(k * 16));
+                let b1 = _mm256_loadu_ps(b.add(k * 16 + 8));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*a.add(i * lda + k));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+            }
+            if nn == 16 {
+                for (i, row) in acc.iter().enumerate() {
+                    let dst = c.add(i * ldc);
+                    let (x0, x1) = match init {
+                        Init::Zero => (row[0], row[1]),
+                        Init::Accumulate => (
+                            _mm256_add_ps(row[0], _mm256_loadu_ps(dst)),
+                            _mm256_add_ps(row[1], _mm256_loadu_ps(dst.add(8))),
+                        ),
+                        Init::Row(r) => (
+                            _mm256_add_ps(row[0], _mm256_loadu_ps(r.as_ptr())),
+                            _mm256_add_ps(row[1], _mm256_loadu_ps(r.as_ptr().add(8))),
+                        ),
+                    };
+                    _mm256_storeu_ps(dst, x0);
+                    _mm256_storeu_ps(dst.add(8), x1);
+                }
+            } else {
+                let mut tmp = [[0.0f32; 16]; MR];
+                for (t, row) in tmp.iter_mut().zip(&acc) {
+                    _mm256_storeu_ps(t.as_mut_ptr(), row[0]);
+                    _mm256_storeu_ps(t.as_mut_ptr().add(8), row[1]);
+                }
+                store_tile(&tmp, MR, nn, c, ldc, init, 0);
+            }
+        }
+    }
+
+    // AVX-512 intrinsics are stable since Rust 1.89: the `avx512` feature needs that compiler.
+    #[cfg(feature = "avx512")]
+    #[allow(clippy::incompatible_msrv)]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_avx512(
+        b: &Packed<f32>,
+        m: usize,
+        k0: usize,
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        c: *mut f32,
+        ldc: usize,
+        init: Init<'_, f32>,
+    ) {
+        unsafe {
+            row_blocks!(
+                b,
+                m,
+                k0,
+                kc,
+                a,
+                lda,
+                c,
+                ldc,
+                init,
+                32,
+                AVX512_MR,
+                tile_avx512,
+                [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+            )
+        }
+    }
+
+    #[cfg(feature = "avx512")]
+    #[allow(clippy::incompatible_msrv)]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_avx512<const MR: usize>(
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        nn: usize,
+        init: Init<'_, f32>,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+            for k in 0..kc {
+                let b0 = _mm512_loadu_ps(b.add(k * 32));
+                let b1 = _mm512_loadu_ps(b.add(k * 32 + 16));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(i * lda + k));
+                    row[0] = _mm512_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm512_fmadd_ps(av, b1, row[1]);
+                }
+            }
+            if nn == 32 {
+                for (i, row) in acc.iter().enumerate() {
+                    let dst = c.add(i * ldc);
+                    let (x0, x1) = match init {
+                        Init::Zero => (row[0], row[1]),
+                        Init::Accumulate => (
+                            _mm512_add_ps(row[0], _mm512_loadu_ps(dst)),
+                            _mm512_add_ps(row[1], _mm512_loadu_ps(dst.add(16))),
+                        ),
+                        Init::Row(r) => (
+                            _mm512_add_ps(row[0], _mm512_loadu_ps(r.as_ptr())),
+                            _mm512_add_ps(row[1], _mm512_loadu_ps(r.as_ptr().add(16))),
+                        ),
+                    };
+                    _mm512_storeu_ps(dst, x0);
+                    _mm512_storeu_ps(dst.add(16), x1);
+                }
+            } else {
+                let mut tmp = [[0.0f32; 32]; MR];
+                for (t, row) in tmp.iter_mut().zip(&acc) {
+                    _mm512_storeu_ps(t.as_mut_ptr(), row[0]);
+                    _mm512_storeu_ps(t.as_mut_ptr().add(16), row[1]);
+                }
+                store_tile(&tmp, MR, nn, c, ldc, init, 0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check<F: Float>(backend: Backend, tol: f64) {
+        // Sizes straddle the panel widths and the row blocks.
+        for &(m, k, n) in &[(1, 3, 5), (7, 16, 33), (13, 40, 64), (25, 9, 100)] {
+            let a: Vec<F> = (0..m * k)
+                .map(|v| F::from_f64(((v * 7 % 13) as f64 - 6.0) / 7.0))
+                .collect();
+            let bm = |r: usize, c: usize| F::from_f64(((r * 5 + c * 3) % 11) as f64 / 5.0 - 1.0);
+            let bias: Vec<F> = (0..n).map(|j| F::from_f64(j as f64 / 10.0)).collect();
+            let packed = Packed::new(k, n, backend, bm);
+            for k0 in [0, k / 3] {
+                let kc = k - k0;
+                let mut c = vec![F::from_f64(0.5); m * n];
+                packed.gemm(m, k0, kc, &a, k, &mut c, n, Init::Accumulate);
+                let mut c2 = vec![F::zero(); m * n];
+                packed.gemm(m, k0, kc, &a, k, &mut c2, n, Init::Row(&bias));
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..kc)
+                            .map(|q| a[i * k + q].to_f64() * bm(k0 + q, j).to_f64())
+                            .sum();
+                        let got = c[i * n + j].to_f64();
+                        assert!((got - 0.5 - dot).abs() < tol, "{backend:?} {m}x{k}x{n}");
+                        let got = c2[i * n + j].to_f64();
+                        assert!((got - bias[j].to_f64() - dot).abs() < tol);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_backend_matches_the_plain_product() {
+        check::<f64>(Backend::Portable, 1e-12);
+        check::<f32>(Backend::Portable, 1e-4);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                check::<f32>(Backend::Avx2, 1e-4);
+            }
+            #[cfg(feature = "avx512")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                check::<f32>(Backend::Avx512, 1e-4);
+            }
+        }
+    }
+}
