@@ -228,8 +228,10 @@ pub struct BackwardStep<'a, 'k, F: Float> {
     pub batch: usize,
     /// Hidden size `H`.
     pub hidden: usize,
-    /// `[B, G·H]`: what the forward step left in `gates`.
-    pub gates: &'a [F],
+    /// `[B, G·H]`: on entry what the forward step left in its `gates`; on exit ∂L/∂(W_ih x_t +
+    /// b_ih), the input-side pre-activations' gradient (overwritten in place, so the backward
+    /// needs no second `[T·B, G·H]` buffer).
+    pub gates: &'a mut [F],
     /// `[B, E·H]`: what the forward step left in `extra`.
     pub extra: &'a [F],
     /// `[B, H]`: h_{t−1}.
@@ -242,8 +244,6 @@ pub struct BackwardStep<'a, 'k, F: Float> {
     pub d_h: &'a [F],
     /// `[B, H]`: on entry ∂L/∂c_t, on exit ∂L/∂c_{t−1}; empty without a cell state.
     pub d_c: &'a mut [F],
-    /// `[B, G·H]`, written: ∂L/∂(W_ih x_t + b_ih), the input-side pre-activations.
-    pub d_gates: &'a mut [F],
     /// `[B, G·H]`, written when [`Cell::separate_recurrent_grad`]: ∂L/∂(W_hh h_{t−1} + b_hh);
     /// otherwise empty (the two are equal).
     pub d_recurrent: &'a mut [F],

@@ -153,15 +153,15 @@ fn backward_reset_after<F: Float>(step: BackwardStep<'_, '_, F>) {
     let one = F::one();
     elementwise(|| {
         for row in 0..b {
-            let gates = &step.gates[row * g3..(row + 1) * g3];
+            // The activated gates are read, then overwritten by ∂L/∂(W_ih x_t + b_ih).
+            let d_x = &mut step.gates[row * g3..(row + 1) * g3];
             let v_n = &step.extra[row * h..(row + 1) * h];
             let h_prev = &step.h_prev[row * h..(row + 1) * h];
             let d_h = &step.d_h[row * h..(row + 1) * h];
-            let d_x = &mut step.d_gates[row * g3..(row + 1) * g3];
             let d_v = &mut step.d_recurrent[row * g3..(row + 1) * g3];
             let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
             for j in 0..h {
-                let (r, z, n) = (gates[j], gates[h + j], gates[2 * h + j]);
+                let (r, z, n) = (d_x[j], d_x[h + j], d_x[2 * h + j]);
                 // h_t = (1 − z) n + z h_{t−1}
                 let d_n = d_h[j] * (one - z);
                 let d_z = d_h[j] * (h_prev[j] - n);
@@ -237,21 +237,24 @@ fn backward_reset_before<F: Float>(step: BackwardStep<'_, '_, F>) {
     // First the n and z blocks, which need only this step's values.
     elementwise(|| {
         for row in 0..b {
-            let gates = &step.gates[row * g3..(row + 1) * g3];
+            // z and n are read, then overwritten by their pre-activations' gradient.
+            let d_a = &mut step.gates[row * g3..(row + 1) * g3];
             let h_prev = &step.h_prev[row * h..(row + 1) * h];
             let d_h = &step.d_h[row * h..(row + 1) * h];
-            let d_a = &mut step.d_gates[row * g3..(row + 1) * g3];
+            let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
             for j in 0..h {
-                let (z, n) = (gates[h + j], gates[2 * h + j]);
+                let (z, n) = (d_a[h + j], d_a[2 * h + j]);
                 let d_n = d_h[j] * (one - z);
                 let d_z = d_h[j] * (h_prev[j] - n);
                 d_a[h + j] = d_z * z * (one - z);
                 d_a[2 * h + j] = d_n * (one - n * n);
+                // the direct path z ⊙ h_{t−1} (z is about to be gone)
+                d_h_prev[j] = d_h[j] * z;
             }
         }
     });
     // ∂(r ⊙ h_{t−1}) = ∂a_n · W_hn, into scratch [B, H]
-    let d_gates_view = view2(step.d_gates, b, g3);
+    let d_gates_view = view2(step.gates, b, g3);
     step.kernel.back_project(
         d_gates_view.slice(s![.., g2..]),
         g2..g3,
@@ -260,23 +263,21 @@ fn backward_reset_before<F: Float>(step: BackwardStep<'_, '_, F>) {
     );
     elementwise(|| {
         for row in 0..b {
-            let gates = &step.gates[row * g3..(row + 1) * g3];
+            let d_a = &mut step.gates[row * g3..(row + 1) * g3];
             let h_prev = &step.h_prev[row * h..(row + 1) * h];
-            let d_h = &step.d_h[row * h..(row + 1) * h];
             let d_rh = &step.scratch[row * h..(row + 1) * h];
-            let d_a = &mut step.d_gates[row * g3..(row + 1) * g3];
             let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
             for j in 0..h {
-                let (r, z) = (gates[j], gates[h + j]);
+                let r = d_a[j];
                 // r ⊙ h_{t−1}: ∂r = ∂(rh) ⊙ h_{t−1}; σ′ = r(1 − r)
                 d_a[j] = d_rh[j] * h_prev[j] * r * (one - r);
-                // direct path z ⊙ h_{t−1} and the reset path ∂(rh) ⊙ r
-                d_h_prev[j] = d_h[j] * z + d_rh[j] * r;
+                // the reset path ∂(rh) ⊙ r, after the direct path written above
+                d_h_prev[j] += d_rh[j] * r;
             }
         }
     });
     // … plus the r and z recurrent products: ∂a_{r,z} · W_h{r,z}
-    let d_gates_view = view2(step.d_gates, b, g3);
+    let d_gates_view = view2(step.gates, b, g3);
     step.kernel.back_project(
         d_gates_view.slice(s![.., ..g2]),
         0..g2,

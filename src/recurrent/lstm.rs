@@ -104,7 +104,6 @@ impl Cell for LstmCell {
             c_prev,
             d_h,
             d_c,
-            d_gates,
             d_h_prev,
             kernel,
             ..
@@ -113,14 +112,11 @@ impl Cell for LstmCell {
         let one = F::one();
         elementwise(|| {
             for row in 0..b {
-                let gates = &gates[row * g4..(row + 1) * g4];
-                let (ig, rest) = gates.split_at(h);
-                let (fg, rest) = rest.split_at(h);
-                let (gg, og) = rest.split_at(h);
-                let d_pre = &mut d_gates[row * g4..(row + 1) * g4];
-                let (di, rest) = d_pre.split_at_mut(h);
-                let (df, rest) = rest.split_at_mut(h);
-                let (dg, d_o) = rest.split_at_mut(h);
+                // The activated gates are read, then overwritten by their pre-activations' gradient.
+                let gates = &mut gates[row * g4..(row + 1) * g4];
+                let (ig, rest) = gates.split_at_mut(h);
+                let (fg, rest) = rest.split_at_mut(h);
+                let (gg, og) = rest.split_at_mut(h);
                 let c_prev = &c_prev[row * h..(row + 1) * h];
                 let tanh_c = &extra[row * h..(row + 1) * h];
                 let d_h = &d_h[row * h..(row + 1) * h];
@@ -131,21 +127,16 @@ impl Cell for LstmCell {
                     // h_t = o ⊙ tanh c_t: ∂c_t gains ∂h_t ⊙ o ⊙ (1 − tanh² c_t)
                     let dc = d_c[j] + d_h[j] * o * (one - tc * tc);
                     // gate derivatives through σ′ = s(1 − s) and tanh′ = 1 − g²
-                    di[j] = dc * g * i * (one - i);
-                    df[j] = dc * c_prev[j] * f * (one - f);
-                    dg[j] = dc * i * (one - g * g);
-                    d_o[j] = d_h[j] * tc * o * (one - o);
+                    ig[j] = dc * g * i * (one - i);
+                    fg[j] = dc * c_prev[j] * f * (one - f);
+                    gg[j] = dc * i * (one - g * g);
+                    og[j] = d_h[j] * tc * o * (one - o);
                     // c_t = f ⊙ c_{t−1} + …: ∂c_{t−1} = ∂c_t ⊙ f
                     d_c[j] = dc * f;
                 }
             }
         });
         // ∂L/∂h_{t−1} = ∂a · W_hh (all four gates in one product)
-        kernel.back_project(
-            view2(d_gates, b, g4),
-            0..g4,
-            view2_mut(d_h_prev, b, h),
-            false,
-        );
+        kernel.back_project(view2(gates, b, g4), 0..g4, view2_mut(d_h_prev, b, h), false);
     }
 }

@@ -346,8 +346,18 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         x: ArrayView3<'_, F>,
         initial: Option<&RecurrentState<F>>,
     ) -> Result<(Array3<F>, RecurrentState<F>)> {
+        self.forward_steps(x, initial, true)
+    }
+
+    /// The training forward; every step's outputs only when `all_steps` (else `[B, 0, H]`).
+    fn forward_steps(
+        &mut self,
+        x: ArrayView3<'_, F>,
+        initial: Option<&RecurrentState<F>>,
+        all_steps: bool,
+    ) -> Result<(Array3<F>, RecurrentState<F>)> {
         let cache = self.run(x, initial)?;
-        let result = self.outputs(&cache);
+        let result = self.outputs(&cache, all_steps);
         self.cache = Some(cache);
         Ok(result)
     }
@@ -358,8 +368,18 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         x: ArrayView3<'_, F>,
         initial: Option<&RecurrentState<F>>,
     ) -> Result<(Array3<F>, RecurrentState<F>)> {
+        self.predict_steps(x, initial, true)
+    }
+
+    /// The inference forward; every step's outputs only when `all_steps` (else `[B, 0, H]`).
+    fn predict_steps(
+        &self,
+        x: ArrayView3<'_, F>,
+        initial: Option<&RecurrentState<F>>,
+        all_steps: bool,
+    ) -> Result<(Array3<F>, RecurrentState<F>)> {
         let cache = self.run(x, initial)?;
-        Ok(self.outputs(&cache))
+        Ok(self.outputs(&cache, all_steps))
     }
 
     /// Backpropagation through time for the last training forward.
@@ -415,7 +435,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             .ok_or_else(|| Error::BackwardBeforeForward {
                 layer: name.to_string(),
             })?;
-        let result = self.backward_cached(&cache, d_outputs, d_final);
+        let result = self.backward_cached(cache, d_outputs, d_final);
         self.cache = None;
         Ok(result)
     }
@@ -536,16 +556,18 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         })
     }
 
-    /// Every step's h as `[B, T, H]`, and the final state.
-    fn outputs(&self, cache: &SequenceCache<F>) -> (Array3<F>, RecurrentState<F>) {
+    /// Every step's h as `[B, T, H]` (when `all_steps`, else an empty `[B, 0, H]`: a layer
+    /// returning only its last step copies nothing more), and the final state.
+    fn outputs(&self, cache: &SequenceCache<F>, all_steps: bool) -> (Array3<F>, RecurrentState<F>) {
         let (b, t, h) = (cache.batch, cache.steps, self.hidden_size);
         let hs = cache
             .hs
             .view()
             .into_shape_with_order((t + 1, b, h))
             .expect("hs is [(T+1)·B, H]");
+        let kept = if all_steps { 1.. } else { t + 1.. };
         let outputs = hs
-            .slice(s![1.., .., ..])
+            .slice(s![kept, .., ..])
             .permuted_axes([1, 0, 2])
             .as_standard_layout()
             .into_owned();
@@ -562,7 +584,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
     /// BPTT: the reverse step loop, then the whole-sequence weight products.
     fn backward_cached(
         &mut self,
-        cache: &SequenceCache<F>,
+        mut cache: SequenceCache<F>,
         d_outputs: Option<ArrayView3<'_, F>>,
         d_final: Option<&RecurrentState<F>>,
     ) -> (Array3<F>, RecurrentState<F>) {
@@ -589,7 +611,8 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             Some(c) => c.as_standard_layout().into_owned(),
             None => Array2::zeros((if with_c { b } else { 0 }, h)),
         };
-        let mut d_gates = Array2::<F>::zeros((t * b, gh));
+        // The cached gates become the pre-activation gradients, step by step, in place.
+        let mut d_gates = std::mem::take(&mut cache.gates);
         let mut d_recurrent = Array2::<F>::zeros((if separate { t * b } else { 0 }, gh));
         let mut d_h = vec![F::zero(); bh];
         let mut d_h_prev = vec![F::zero(); bh];
@@ -598,7 +621,6 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             RecurrentKernel::for_backward(self.weight_hh.value.view(), self.bias_hh.value.view());
         let mut hidden_grad_norms = vec![F::zero(); t];
 
-        let gates = as_slice(&cache.gates);
         let extra = as_slice(&cache.extra);
         let hs = as_slice(&cache.hs);
         let cs = as_slice(&cache.cs);
@@ -625,7 +647,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             self.cell.backward_step(BackwardStep {
                 batch: b,
                 hidden: h,
-                gates: &gates[step * bgh..(step + 1) * bgh],
+                gates: &mut d_gates_all[step * bgh..(step + 1) * bgh],
                 extra: &extra[step * beh..(step + 1) * beh],
                 h_prev: &hs[step * bh..(step + 1) * bh],
                 h: &hs[(step + 1) * bh..(step + 2) * bh],
@@ -636,7 +658,6 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 },
                 d_h: &d_h,
                 d_c: d_c_buf,
-                d_gates: &mut d_gates_all[step * bgh..(step + 1) * bgh],
                 d_recurrent: if separate {
                     &mut d_rec_all[step * bgh..(step + 1) * bgh]
                 } else {
@@ -748,7 +769,8 @@ impl<C: Cell, F: Float> Layer<F> for Recurrent<C, F> {
         } else {
             None
         };
-        let (outputs, final_state) = match self.forward_with_state(x, carried.as_ref()) {
+        let all_steps = self.return_sequences;
+        let (outputs, final_state) = match self.forward_steps(x, carried.as_ref(), all_steps) {
             Ok(result) => result,
             Err(e) => {
                 self.carried = carried;
@@ -771,7 +793,7 @@ impl<C: Cell, F: Float> Layer<F> for Recurrent<C, F> {
         } else {
             None
         };
-        let (outputs, final_state) = self.predict_with_state(x, carried)?;
+        let (outputs, final_state) = self.predict_steps(x, carried, self.return_sequences)?;
         Ok(if self.return_sequences {
             outputs
         } else {

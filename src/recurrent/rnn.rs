@@ -69,13 +69,13 @@ impl Cell for SimpleRnnCell {
         // ∂L/∂a = ∂L/∂h_t ⊙ φ′(a), φ′ read off h_t.
         let act = self.activation;
         elementwise(|| {
-            for ((d_a, &d_h), &h_t) in step.d_gates.iter_mut().zip(step.d_h).zip(step.h) {
+            for ((d_a, &d_h), &h_t) in step.gates.iter_mut().zip(step.d_h).zip(step.h) {
                 *d_a = d_h * act.derivative_from_output(h_t);
             }
         });
         // ∂L/∂h_{t−1} = ∂L/∂a · W_hh
         step.kernel.back_project(
-            view2(step.d_gates, b, h),
+            view2(step.gates, b, h),
             0..h,
             view2_mut(step.d_h_prev, b, h),
             false,
