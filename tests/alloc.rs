@@ -108,6 +108,9 @@ fn pass_allocations<C: Cell, F: Float>(cell: C, steps: usize) -> (usize, usize) 
 
 fn assert_step_loop_allocates_nothing<C: Cell>(cell: C) {
     let _guard = KERNEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // One-time set-up (the thread count and kernel choice read the environment) happens
+    // before counting.
+    let _ = pass_allocations::<C, f32>(cell.clone(), 2);
     for precision in ["f32", "f64"] {
         let (short, long) = match precision {
             "f32" => (
@@ -156,12 +159,20 @@ fn simple_rnn_step_loops_allocate_nothing() {
 
 /// Outputs, final state and every gradient of one forward and backward in f32.
 fn f32_pass<C: Cell>(cell: C, batch: usize, hidden: usize) -> Vec<Vec<f32>> {
+    f32_pass_steps(cell, batch, 30, hidden)
+}
+
+fn f32_pass_steps<C: Cell>(cell: C, batch: usize, steps: usize, hidden: usize) -> Vec<Vec<f32>> {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut rnn: Recurrent<C, f32> =
         Recurrent::with_init(cell, 5, hidden, Init::Torch, &mut rng).expect("valid sizes");
-    let x = Array3::<f32>::random_using((batch, 30, 5), Uniform::new(-1.0, 1.0).unwrap(), &mut rng);
+    let x = Array3::<f32>::random_using(
+        (batch, steps, 5),
+        Uniform::new(-1.0, 1.0).unwrap(),
+        &mut rng,
+    );
     let d_out = Array3::<f32>::random_using(
-        (batch, 30, hidden),
+        (batch, steps, hidden),
         Uniform::new(-1.0, 1.0).unwrap(),
         &mut rng,
     );
@@ -226,4 +237,37 @@ fn gru_portable_kernel_matches_the_fast_path() {
 #[test]
 fn simple_rnn_portable_kernel_matches_the_fast_path() {
     assert_portable_matches_fast(SimpleRnnCell::default());
+}
+
+/// The batch split over threads changes nothing: rows never interact within a pass, and every
+/// row is computed by the same code in the same order whichever thread runs it.
+fn assert_threads_change_nothing<C: Cell>(cell: C, hidden: usize) {
+    let _guard = KERNEL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // Work B·T·G·H² above the threshold at which a pass splits (M-like sizes).
+    let (batch, steps) = (36, 50);
+    RecurrentKernel::<f32>::set_threads(1);
+    let one = f32_pass_steps(cell.clone(), batch, steps, hidden);
+    RecurrentKernel::<f32>::set_threads(3);
+    assert_eq!(RecurrentKernel::<f32>::threads(), 3);
+    let three = f32_pass_steps(cell.clone(), batch, steps, hidden);
+    RecurrentKernel::<f32>::set_threads(0);
+    assert!(RecurrentKernel::<f32>::threads() >= 1);
+    assert!(one == three, "{}: 1 and 3 threads differ", cell.name());
+}
+
+#[test]
+fn lstm_results_do_not_depend_on_the_thread_count() {
+    assert_threads_change_nothing(LstmCell, 128);
+}
+
+#[test]
+fn gru_results_do_not_depend_on_the_thread_count() {
+    assert_threads_change_nothing(GruCell::ResetAfter, 128);
+    assert_threads_change_nothing(GruCell::ResetBefore, 128);
+}
+
+#[test]
+fn simple_rnn_results_do_not_depend_on_the_thread_count() {
+    // G = 1: a larger hidden size reaches the threshold.
+    assert_threads_change_nothing(SimpleRnnCell::default(), 256);
 }

@@ -73,6 +73,20 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
         kernels::force_portable(on);
     }
 
+    /// Sets how many threads a recurrent layer's forward and backward may split the batch over
+    /// (process-wide; 0 restores the default: the environment variable `RECURRENT_NUM_THREADS`,
+    /// read once, else every available core). Only passes with enough work split (about the
+    /// M benchmark configuration and up: B·T·G·H² ≥ 5·10⁷ and at least 8 rows per thread);
+    /// results are the same for any thread count (rows never interact within a pass).
+    pub fn set_threads(threads: usize) {
+        kernels::set_threads(threads);
+    }
+
+    /// The thread count recurrent passes may use (see [`set_threads`](Self::set_threads)).
+    pub fn threads() -> usize {
+        kernels::threads()
+    }
+
     /// The micro-kernel a kernel built now would use for `F` on this machine: `"avx512f"`,
     /// `"avx2+fma"` or `"portable"`.
     pub fn backend_name() -> &'static str {

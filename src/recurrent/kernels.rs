@@ -13,7 +13,7 @@
 //! `RECURRENT_PORTABLE=1`, read once) makes every new packing use the portable kernel.
 
 use std::any::TypeId;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::Float;
 
@@ -109,6 +109,62 @@ pub(crate) fn avx2_elementwise() -> bool {
     {
         false
     }
+}
+
+/// The thread count set by [`set_threads`]; 0: not decided yet.
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of threads a recurrent pass may split its batch over: [`set_threads`], else
+/// `RECURRENT_NUM_THREADS` (read once), else the machine's available parallelism.
+pub(crate) fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => {
+            let n = std::env::var("RECURRENT_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let _ = THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed);
+            THREADS.load(Ordering::Relaxed)
+        }
+        n => n,
+    }
+}
+
+/// Sets the thread count (0: back to the default of [`threads`]).
+pub(crate) fn set_threads(n: usize) {
+    THREADS.store(n, Ordering::Relaxed);
+    if n == 0 {
+        // Re-read the default on next use.
+        let _ = threads();
+    }
+}
+
+/// Per-step work (multiply-adds of the recurrent product) times steps below which a pass stays
+/// on one thread: spawning costs tens of µs, the S configuration's whole forward ~100 µs.
+const PARALLEL_MIN_WORK: usize = 50_000_000;
+
+/// Fewest batch rows worth a thread of their own.
+const PARALLEL_MIN_ROWS: usize = 8;
+
+/// How a pass over `batch` rows, `steps` steps and a `[H, G·H]` recurrent matrix splits its rows
+/// over threads: one range (no threads) for small work, else near-equal contiguous ranges.
+/// Rows never interact within a pass, so the results do not depend on the split.
+pub(crate) fn batch_parts(
+    batch: usize,
+    steps: usize,
+    gh: usize,
+    hidden: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let work = batch
+        .saturating_mul(steps)
+        .saturating_mul(gh)
+        .saturating_mul(hidden);
+    let n = threads().min(batch / PARALLEL_MIN_ROWS).max(1);
+    if n == 1 || work < PARALLEL_MIN_WORK {
+        return std::iter::once(0..batch).collect();
+    }
+    (0..n).map(|k| batch * k / n..batch * (k + 1) / n).collect()
 }
 
 /// `RECURRENT_NO_AVX512=1` (read once) keeps the AVX-512 kernel out, to measure the AVX2 one.

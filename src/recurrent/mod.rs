@@ -15,6 +15,8 @@ mod kernels;
 mod lstm;
 mod rnn;
 
+use std::ops::Range;
+
 use ndarray::{Array1, Array2, Array3, ArrayView3, Axis, Ix1, Ix2, linalg::general_mat_mul, s};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -515,34 +517,34 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 cs.slice_mut(s![..b, ..]).assign(c0);
             }
         }
-        let mut scratch = vec![F::zero(); b * gh];
         let kernel =
             RecurrentKernel::for_forward(self.weight_hh.value.view(), self.bias_hh.value.view());
-
-        let gates_all = as_slice_mut(&mut gates);
-        let extra_all = as_slice_mut(&mut extra);
-        let hs_all = as_slice_mut(&mut hs);
-        let cs_all = as_slice_mut(&mut cs);
-        let (bh, bgh, beh) = (b * h, b * gh, b * eh);
-        for step in 0..t {
-            let (h_done, h_next) = hs_all.split_at_mut((step + 1) * bh);
-            let (c_prev, c): (&[F], &mut [F]) = if with_c {
-                let (c_done, c_next) = cs_all.split_at_mut((step + 1) * bh);
-                (&c_done[step * bh..], &mut c_next[..bh])
-            } else {
-                (&[], &mut [])
-            };
-            self.cell.forward_step(ForwardStep {
-                batch: b,
-                hidden: h,
-                gates: &mut gates_all[step * bgh..(step + 1) * bgh],
-                extra: &mut extra_all[step * beh..(step + 1) * beh],
-                scratch: &mut scratch,
-                h_prev: &h_done[step * bh..],
-                h: &mut h_next[..bh],
-                c_prev,
-                c,
-                kernel: &kernel,
+        let shape = LoopShape {
+            batch: b,
+            steps: t,
+            hidden: h,
+            gh,
+            eh,
+            with_c,
+        };
+        let bufs = ForwardBuffers {
+            gates: SharedMut::new(as_slice_mut(&mut gates)),
+            extra: SharedMut::new(as_slice_mut(&mut extra)),
+            hs: SharedMut::new(as_slice_mut(&mut hs)),
+            cs: SharedMut::new(as_slice_mut(&mut cs)),
+        };
+        let parts = kernels::batch_parts(b, t, gh, h);
+        let cell = &self.cell;
+        if parts.len() == 1 {
+            // SAFETY: the buffers are sized by `shape` and borrowed mutably for this call.
+            unsafe { forward_rows(cell, &kernel, shape, 0..b, &bufs) };
+        } else {
+            std::thread::scope(|scope| {
+                for rows in parts {
+                    let (kernel, bufs) = (&kernel, &bufs);
+                    // SAFETY: as above; the threads' row ranges are disjoint.
+                    scope.spawn(move || unsafe { forward_rows(cell, kernel, shape, rows, bufs) });
+                }
             });
         }
         Ok(SequenceCache {
@@ -593,7 +595,6 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         let eh = self.cell.extra_blocks() * h;
         let with_c = self.cell.has_cell_state();
         let separate = self.cell.separate_recurrent_grad();
-        let (bh, bgh, beh) = (b * h, b * gh, b * eh);
 
         // Upstream output gradients, time-major [T·B, H].
         let d_out_tm: Option<Array2<F>> = d_outputs.map(|d| {
@@ -614,61 +615,58 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         // The cached gates become the pre-activation gradients, step by step, in place.
         let mut d_gates = std::mem::take(&mut cache.gates);
         let mut d_recurrent = Array2::<F>::zeros((if separate { t * b } else { 0 }, gh));
-        let mut d_h = vec![F::zero(); bh];
-        let mut d_h_prev = vec![F::zero(); bh];
-        let mut scratch = vec![F::zero(); bh];
         let kernel =
             RecurrentKernel::for_backward(self.weight_hh.value.view(), self.bias_hh.value.view());
-        let mut hidden_grad_norms = vec![F::zero(); t];
 
-        let extra = as_slice(&cache.extra);
-        let hs = as_slice(&cache.hs);
-        let cs = as_slice(&cache.cs);
-        let d_out = d_out_tm.as_ref().map(as_slice);
-        let d_gates_all = as_slice_mut(&mut d_gates);
-        let d_rec_all = as_slice_mut(&mut d_recurrent);
-        let d_c_buf = as_slice_mut(&mut d_c);
-        let d_carry = as_slice_mut(&mut d_h_carry);
-        for step in (0..t).rev() {
-            // Everything that reaches h_t: this step's output gradient plus step t+1's share.
-            match d_out {
-                Some(d_out) => {
-                    for ((dst, &a), &c) in d_h
-                        .iter_mut()
-                        .zip(&d_out[step * bh..(step + 1) * bh])
-                        .zip(d_carry.iter())
-                    {
-                        *dst = a + c;
+        let shape = LoopShape {
+            batch: b,
+            steps: t,
+            hidden: h,
+            gh,
+            eh,
+            with_c,
+        };
+        let bufs = BackwardBuffers {
+            extra: as_slice(&cache.extra),
+            hs: as_slice(&cache.hs),
+            cs: as_slice(&cache.cs),
+            d_out: d_out_tm.as_ref().map(as_slice),
+            gates: SharedMut::new(as_slice_mut(&mut d_gates)),
+            d_recurrent: SharedMut::new(as_slice_mut(&mut d_recurrent)),
+            d_c: SharedMut::new(as_slice_mut(&mut d_c)),
+            d_carry: SharedMut::new(as_slice_mut(&mut d_h_carry)),
+            separate,
+        };
+        let parts = kernels::batch_parts(b, t, gh, h);
+        let cell = &self.cell;
+        // Σ over the batch of (∂L/∂h_t)², per step; the norms are their square roots.
+        let mut squares = vec![F::zero(); t];
+        if parts.len() == 1 {
+            // SAFETY: the buffers are sized by `shape` and borrowed mutably for this call.
+            unsafe { backward_rows(cell, &kernel, shape, 0..b, &bufs, &mut squares) };
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = parts
+                    .into_iter()
+                    .map(|rows| {
+                        let (kernel, bufs) = (&kernel, &bufs);
+                        scope.spawn(move || {
+                            let mut part = vec![F::zero(); t];
+                            // SAFETY: as above; the threads' row ranges are disjoint.
+                            unsafe { backward_rows(cell, kernel, shape, rows, bufs, &mut part) };
+                            part
+                        })
+                    })
+                    .collect();
+                for handle in handles {
+                    let part = handle.join().expect("a backward thread panicked");
+                    for (total, p) in squares.iter_mut().zip(part) {
+                        *total += p;
                     }
                 }
-                None => d_h.copy_from_slice(d_carry),
-            }
-            hidden_grad_norms[step] = d_h.iter().fold(F::zero(), |s, &g| s + g * g).sqrt();
-            self.cell.backward_step(BackwardStep {
-                batch: b,
-                hidden: h,
-                gates: &mut d_gates_all[step * bgh..(step + 1) * bgh],
-                extra: &extra[step * beh..(step + 1) * beh],
-                h_prev: &hs[step * bh..(step + 1) * bh],
-                h: &hs[(step + 1) * bh..(step + 2) * bh],
-                c_prev: if with_c {
-                    &cs[step * bh..(step + 1) * bh]
-                } else {
-                    &[]
-                },
-                d_h: &d_h,
-                d_c: d_c_buf,
-                d_recurrent: if separate {
-                    &mut d_rec_all[step * bgh..(step + 1) * bgh]
-                } else {
-                    &mut []
-                },
-                d_h_prev: &mut d_h_prev,
-                scratch: &mut scratch,
-                kernel: &kernel,
             });
-            d_carry.copy_from_slice(&d_h_prev);
         }
+        let hidden_grad_norms: Vec<F> = squares.into_iter().map(F::sqrt).collect();
 
         // Whole-sequence products: ∂W_ih = ∂Aᵀ·X, ∂b_ih = Σ ∂A, ∂X = ∂A·W_ih.
         general_mat_mul(
@@ -713,6 +711,211 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         };
         self.hidden_grad_norms = hidden_grad_norms;
         (d_x, d_initial)
+    }
+}
+
+/// The sizes a step loop runs over.
+#[derive(Debug, Clone, Copy)]
+struct LoopShape {
+    batch: usize,
+    steps: usize,
+    hidden: usize,
+    /// G·H
+    gh: usize,
+    /// E·H
+    eh: usize,
+    with_c: bool,
+}
+
+/// A buffer several threads write, each only its own rows (see [`forward_rows`]).
+#[derive(Debug, Clone, Copy)]
+struct SharedMut<F> {
+    ptr: *mut F,
+    len: usize,
+}
+
+// SAFETY: a SharedMut is only turned into slices over disjoint row ranges by the threads of
+// one pass (forward_rows, backward_rows), while the buffer it came from is borrowed mutably.
+unsafe impl<F: Send> Send for SharedMut<F> {}
+unsafe impl<F: Send> Sync for SharedMut<F> {}
+
+impl<F> SharedMut<F> {
+    fn new(data: &mut [F]) -> Self {
+        SharedMut {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+        }
+    }
+
+    /// `data[start .. start + len]`.
+    ///
+    /// # Safety
+    /// No other live reference may overlap the range while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice<'a>(&self, start: usize, len: usize) -> &'a mut [F] {
+        if len == 0 {
+            return &mut [];
+        }
+        assert!(start + len <= self.len, "range inside the buffer");
+        // SAFETY: in bounds (checked); exclusivity is the caller's.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+/// The forward's time-major buffers: gates and extra `[T·B, ·]`, hs and cs `[(T+1)·B, H]`.
+struct ForwardBuffers<F> {
+    gates: SharedMut<F>,
+    extra: SharedMut<F>,
+    hs: SharedMut<F>,
+    cs: SharedMut<F>,
+}
+
+/// The forward step loop for the batch rows `rows`: the rows of one step are contiguous in the
+/// time-major buffers, and rows never interact, so threads can take disjoint row ranges.
+///
+/// # Safety
+/// The buffers hold `shape`'s sizes, and no other code touches rows `rows` of them meanwhile.
+unsafe fn forward_rows<'k, C: Cell, F: Float>(
+    cell: &C,
+    kernel: &'k RecurrentKernel<'k, F>,
+    shape: LoopShape,
+    rows: Range<usize>,
+    bufs: &ForwardBuffers<F>,
+) {
+    let LoopShape {
+        batch: b,
+        steps: t,
+        hidden: h,
+        gh,
+        eh,
+        with_c,
+    } = shape;
+    let (r0, nb) = (rows.start, rows.len());
+    let mut scratch = vec![F::zero(); nb * gh];
+    for step in 0..t {
+        let row = step * b + r0; // this step's first row of ours
+        let next = (step + 1) * b + r0;
+        // SAFETY: rows `rows` of step `step` (and of h/c at step and step + 1) are ours.
+        unsafe {
+            cell.forward_step(ForwardStep {
+                batch: nb,
+                hidden: h,
+                gates: bufs.gates.slice(row * gh, nb * gh),
+                extra: bufs.extra.slice(row * eh, nb * eh),
+                scratch: &mut scratch,
+                h_prev: bufs.hs.slice(row * h, nb * h),
+                h: bufs.hs.slice(next * h, nb * h),
+                c_prev: if with_c {
+                    bufs.cs.slice(row * h, nb * h)
+                } else {
+                    &mut []
+                },
+                c: if with_c {
+                    bufs.cs.slice(next * h, nb * h)
+                } else {
+                    &mut []
+                },
+                kernel,
+            });
+        }
+    }
+}
+
+/// The backward's buffers: the forward cache (read), the upstream gradients, and what the
+/// reverse loop writes.
+struct BackwardBuffers<'a, F> {
+    extra: &'a [F],
+    hs: &'a [F],
+    cs: &'a [F],
+    /// `[T·B, H]` upstream gradients of every step's output, if any.
+    d_out: Option<&'a [F]>,
+    /// `[T·B, G·H]`: the cached gates, overwritten by their pre-activation gradients.
+    gates: SharedMut<F>,
+    /// `[T·B, G·H]` when the cell has a separate recurrent gradient, else empty.
+    d_recurrent: SharedMut<F>,
+    /// `[B, H]` ∂L/∂c (empty without a cell state).
+    d_c: SharedMut<F>,
+    /// `[B, H]` ∂L/∂h arriving from the step after.
+    d_carry: SharedMut<F>,
+    separate: bool,
+}
+
+/// The reverse step loop for the batch rows `rows`; adds Σ_b (∂L/∂h_t)² of its rows into
+/// `squares[t]`.
+///
+/// # Safety
+/// As [`forward_rows`].
+unsafe fn backward_rows<'k, C: Cell, F: Float>(
+    cell: &C,
+    kernel: &'k RecurrentKernel<'k, F>,
+    shape: LoopShape,
+    rows: Range<usize>,
+    bufs: &BackwardBuffers<'_, F>,
+    squares: &mut [F],
+) {
+    let LoopShape {
+        batch: b,
+        steps: t,
+        hidden: h,
+        gh,
+        eh,
+        with_c,
+    } = shape;
+    let (r0, nb) = (rows.start, rows.len());
+    let mut d_h = vec![F::zero(); nb * h];
+    let mut d_h_prev = vec![F::zero(); nb * h];
+    let mut scratch = vec![F::zero(); nb * h];
+    // SAFETY: rows `rows` of the [B, H] state gradients are ours.
+    let d_carry = unsafe { bufs.d_carry.slice(r0 * h, nb * h) };
+    let d_c = if with_c {
+        unsafe { bufs.d_c.slice(r0 * h, nb * h) }
+    } else {
+        &mut []
+    };
+    for step in (0..t).rev() {
+        let row = step * b + r0;
+        let next = (step + 1) * b + r0;
+        // Everything that reaches h_t: this step's output gradient plus step t+1's share.
+        match bufs.d_out {
+            Some(d_out) => {
+                for ((dst, &a), &c) in d_h
+                    .iter_mut()
+                    .zip(&d_out[row * h..(row + nb) * h])
+                    .zip(d_carry.iter())
+                {
+                    *dst = a + c;
+                }
+            }
+            None => d_h.copy_from_slice(d_carry),
+        }
+        squares[step] += d_h.iter().fold(F::zero(), |s, &g| s + g * g);
+        // SAFETY: rows `rows` of step `step` are ours.
+        unsafe {
+            cell.backward_step(BackwardStep {
+                batch: nb,
+                hidden: h,
+                gates: bufs.gates.slice(row * gh, nb * gh),
+                extra: &bufs.extra[row * eh..(row + nb) * eh],
+                h_prev: &bufs.hs[row * h..(row + nb) * h],
+                h: &bufs.hs[next * h..(next + nb) * h],
+                c_prev: if with_c {
+                    &bufs.cs[row * h..(row + nb) * h]
+                } else {
+                    &[]
+                },
+                d_h: &d_h,
+                d_c,
+                d_recurrent: if bufs.separate {
+                    bufs.d_recurrent.slice(row * gh, nb * gh)
+                } else {
+                    &mut []
+                },
+                d_h_prev: &mut d_h_prev,
+                scratch: &mut scratch,
+                kernel,
+            });
+        }
+        d_carry.copy_from_slice(&d_h_prev);
     }
 }
 
