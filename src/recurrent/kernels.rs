@@ -28,7 +28,8 @@ pub(crate) enum Backend {
     Portable,
     /// AVX2 + FMA, f32.
     Avx2,
-    /// AVX-512F, f32.
+    /// AVX-512F, f32 (feature `avx512`).
+    #[cfg_attr(not(feature = "avx512"), allow(dead_code))]
     Avx512,
 }
 
