@@ -200,6 +200,13 @@ unsafe fn elementwise_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+simd_fn! {
+    /// `out[k] += Σ_r d[r, k]` for `d` row-major with `out.len()` columns.
+    fn column_sums<F: Float>(d: &[F], out: &mut [F]) {
+        kernels::add_column_sums(d, out.len(), out);
+    }
+}
+
 /// Whether `a` has contiguous rows at a non-negative row stride (what the packed kernels read).
 fn row_major<F>(a: &ArrayView2<'_, F>) -> bool {
     let (rows, cols) = a.dim();
@@ -334,7 +341,12 @@ pub(crate) fn view2_mut<F>(data: &mut [F], rows: usize, cols: usize) -> ArrayVie
 
 /// Sums the rows of `d` `[N, K]` into `out` `[K]`.
 pub(crate) fn add_column_sums<F: Float>(d: ArrayView2<'_, F>, out: &mut ndarray::Array1<F>) {
-    for row in d.axis_iter(Axis(0)) {
-        *out += &row;
+    match (d.as_slice(), out.as_slice_mut()) {
+        (Some(d), Some(out)) => column_sums(d, out),
+        _ => {
+            for row in d.axis_iter(Axis(0)) {
+                *out += &row;
+            }
+        }
     }
 }

@@ -125,61 +125,21 @@ fn forward_reset_after<F: Float>(step: ForwardStep<'_, '_, F>) {
         0..g3,
         view2_mut(step.scratch, b, g3),
     );
-    elementwise(|| {
-        for row in 0..b {
-            let gates = &mut step.gates[row * g3..(row + 1) * g3];
-            let v = &step.scratch[row * g3..(row + 1) * g3];
-            let v_n_out = &mut step.extra[row * h..(row + 1) * h];
-            let h_prev = &step.h_prev[row * h..(row + 1) * h];
-            let h_out = &mut step.h[row * h..(row + 1) * h];
-            for j in 0..h {
-                let r = (gates[j] + v[j]).gate_sigmoid();
-                let z = (gates[h + j] + v[h + j]).gate_sigmoid();
-                let v_n = v[2 * h + j];
-                let n = (gates[2 * h + j] + r * v_n).gate_tanh();
-                gates[j] = r;
-                gates[h + j] = z;
-                gates[2 * h + j] = n;
-                v_n_out[j] = v_n;
-                h_out[j] = (F::one() - z) * n + z * h_prev[j];
-            }
-        }
-    });
+    after_forward_pass(h, step.gates, step.scratch, step.extra, step.h_prev, step.h);
 }
 
 fn backward_reset_after<F: Float>(step: BackwardStep<'_, '_, F>) {
     let (b, h) = (step.batch, step.hidden);
     let g3 = 3 * h;
-    let one = F::one();
-    elementwise(|| {
-        for row in 0..b {
-            // The activated gates are read, then overwritten by ∂L/∂(W_ih x_t + b_ih).
-            let d_x = &mut step.gates[row * g3..(row + 1) * g3];
-            let v_n = &step.extra[row * h..(row + 1) * h];
-            let h_prev = &step.h_prev[row * h..(row + 1) * h];
-            let d_h = &step.d_h[row * h..(row + 1) * h];
-            let d_v = &mut step.d_recurrent[row * g3..(row + 1) * g3];
-            let d_h_prev = &mut step.d_h_prev[row * h..(row + 1) * h];
-            for j in 0..h {
-                let (r, z, n) = (d_x[j], d_x[h + j], d_x[2 * h + j]);
-                // h_t = (1 − z) n + z h_{t−1}
-                let d_n = d_h[j] * (one - z);
-                let d_z = d_h[j] * (h_prev[j] - n);
-                // n = tanh(a_n), a_n = x_n + r ⊙ v_n
-                let d_an = d_n * (one - n * n);
-                let d_r = d_an * v_n[j];
-                let d_ar = d_r * r * (one - r);
-                let d_az = d_z * z * (one - z);
-                d_x[j] = d_ar;
-                d_x[h + j] = d_az;
-                d_x[2 * h + j] = d_an;
-                d_v[j] = d_ar;
-                d_v[h + j] = d_az;
-                d_v[2 * h + j] = d_an * r; // ∂v_n = ∂a_n ⊙ r
-                d_h_prev[j] = d_h[j] * z; // the direct path z ⊙ h_{t−1}
-            }
-        }
-    });
+    after_backward_pass(
+        h,
+        step.gates,
+        step.extra,
+        step.h_prev,
+        step.d_h,
+        step.d_recurrent,
+        step.d_h_prev,
+    );
     // ∂L/∂h_{t−1} += ∂v · W_hh
     step.kernel.back_project(
         view2(step.d_recurrent, b, g3),
@@ -284,4 +244,140 @@ fn backward_reset_before<F: Float>(step: BackwardStep<'_, '_, F>) {
         view2_mut(step.d_h_prev, b, h),
         true,
     );
+}
+
+simd_fn! {
+    /// Reset-after forward, element-wise over one step's rows: `gates` `[B, 3H]` input side in,
+    /// (r, z, n) out; `v` `[B, 3H]` = W_hh h_{t−1} + b_hh; `v_n_out` keeps v_n for the backward.
+    fn after_forward_pass<F: Float>(
+        h: usize,
+        gates: &mut [F],
+        v: &[F],
+        v_n_out: &mut [F],
+        h_prev: &[F],
+        h_out: &mut [F],
+    ) {
+        let g3 = 3 * h;
+        let rows = gates
+            .chunks_exact_mut(g3)
+            .zip(v.chunks_exact(g3))
+            .zip(v_n_out.chunks_exact_mut(h))
+            .zip(h_prev.chunks_exact(h))
+            .zip(h_out.chunks_exact_mut(h));
+        for ((((gates, v), v_n_out), h_prev), h_out) in rows {
+            let (rg, rest) = gates.split_at_mut(h);
+            let (zg, ng) = rest.split_at_mut(h);
+            let (vr, rest) = v.split_at(h);
+            let (vz, vn) = rest.split_at(h);
+            after_forward_row(rg, zg, ng, vr, vz, vn, v_n_out, h_prev, h_out);
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn after_forward_row<F: Float>(
+    rg: &mut [F],
+    zg: &mut [F],
+    ng: &mut [F],
+    vr: &[F],
+    vz: &[F],
+    vn: &[F],
+    v_n_out: &mut [F],
+    h_prev: &[F],
+    h_out: &mut [F],
+) {
+    let n = rg.len();
+    let (zg, ng, vr, vz, vn) = (&mut zg[..n], &mut ng[..n], &vr[..n], &vz[..n], &vn[..n]);
+    let (v_n_out, h_prev, h_out) = (&mut v_n_out[..n], &h_prev[..n], &mut h_out[..n]);
+    for j in 0..n {
+        let r = (rg[j] + vr[j]).gate_sigmoid();
+        let z = (zg[j] + vz[j]).gate_sigmoid();
+        let v_n = vn[j];
+        let nv = (ng[j] + r * v_n).gate_tanh();
+        rg[j] = r;
+        zg[j] = z;
+        ng[j] = nv;
+        v_n_out[j] = v_n;
+        h_out[j] = (F::one() - z) * nv + z * h_prev[j];
+    }
+}
+
+simd_fn! {
+    /// Reset-after backward, element-wise over one step's rows: `gates` (r, z, n) in,
+    /// ∂L/∂(W_ih x + b_ih) out; `d_v` ∂L/∂(W_hh h + b_hh); `d_h_prev` the direct path z ⊙ ∂h.
+    fn after_backward_pass<F: Float>(
+        h: usize,
+        gates: &mut [F],
+        v_n: &[F],
+        h_prev: &[F],
+        d_h: &[F],
+        d_v: &mut [F],
+        d_h_prev: &mut [F],
+    ) {
+        let g3 = 3 * h;
+        let rows = gates
+            .chunks_exact_mut(g3)
+            .zip(v_n.chunks_exact(h))
+            .zip(h_prev.chunks_exact(h))
+            .zip(d_h.chunks_exact(h))
+            .zip(d_v.chunks_exact_mut(g3))
+            .zip(d_h_prev.chunks_exact_mut(h));
+        for (((((gates, v_n), h_prev), d_h), d_v), d_h_prev) in rows {
+            let (rg, rest) = gates.split_at_mut(h);
+            let (zg, ng) = rest.split_at_mut(h);
+            let (dvr, rest) = d_v.split_at_mut(h);
+            let (dvz, dvn) = rest.split_at_mut(h);
+            after_backward_row(rg, zg, ng, v_n, h_prev, d_h, dvr, dvz, dvn, d_h_prev);
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn after_backward_row<F: Float>(
+    rg: &mut [F],
+    zg: &mut [F],
+    ng: &mut [F],
+    v_n: &[F],
+    h_prev: &[F],
+    d_h: &[F],
+    dvr: &mut [F],
+    dvz: &mut [F],
+    dvn: &mut [F],
+    d_h_prev: &mut [F],
+) {
+    let one = F::one();
+    let n = rg.len();
+    let (zg, ng, v_n, h_prev, d_h) = (
+        &mut zg[..n],
+        &mut ng[..n],
+        &v_n[..n],
+        &h_prev[..n],
+        &d_h[..n],
+    );
+    let (dvr, dvz, dvn, d_h_prev) = (
+        &mut dvr[..n],
+        &mut dvz[..n],
+        &mut dvn[..n],
+        &mut d_h_prev[..n],
+    );
+    for j in 0..n {
+        let (r, z, nv) = (rg[j], zg[j], ng[j]);
+        // h_t = (1 − z) n + z h_{t−1}
+        let d_n = d_h[j] * (one - z);
+        let d_z = d_h[j] * (h_prev[j] - nv);
+        // n = tanh(a_n), a_n = x_n + r ⊙ v_n
+        let d_an = d_n * (one - nv * nv);
+        let d_r = d_an * v_n[j];
+        let d_ar = d_r * r * (one - r);
+        let d_az = d_z * z * (one - z);
+        rg[j] = d_ar;
+        zg[j] = d_az;
+        ng[j] = d_an;
+        dvr[j] = d_ar;
+        dvz[j] = d_az;
+        dvn[j] = d_an * r; // ∂v_n = ∂a_n ⊙ r
+        d_h_prev[j] = d_h[j] * z; // the direct path z ⊙ h_{t−1}
+    }
 }

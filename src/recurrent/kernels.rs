@@ -662,6 +662,54 @@ mod x86 {
     }
 }
 
+/// Below this many inputs `I`, the input-side backward products (∂X, ∂W_ih) are row loops
+/// (dot products and axpys over `G·H`) instead of GEMMs, whose panels would be mostly padding.
+pub(crate) const SMALL_INPUT: usize = 16;
+
+/// `y[j] += α · x[j]` over equal-length slices (vectorizes).
+#[inline(always)]
+pub(crate) fn axpy<F: Float>(alpha: F, x: &[F], y: &mut [F]) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    for j in 0..n {
+        y[j] += alpha * x[j];
+    }
+}
+
+/// Σ x[j]·y[j], in 16 interleaved partial sums so it vectorizes.
+#[inline(always)]
+pub(crate) fn dot<F: Float>(x: &[F], y: &[F]) -> F {
+    let n = x.len().min(y.len());
+    let mut acc = [F::zero(); 16];
+    let (xc, yc) = (x[..n].chunks_exact(16), y[..n].chunks_exact(16));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for j in 0..16 {
+            acc[j] += a[j] * b[j];
+        }
+    }
+    let mut sum = F::zero();
+    for (&a, &b) in xr.iter().zip(yr) {
+        sum += a * b;
+    }
+    acc.iter().fold(sum, |s, &v| s + v)
+}
+
+/// Σ x[j]², in 16 interleaved partial sums so it vectorizes.
+#[inline(always)]
+pub(crate) fn sum_of_squares<F: Float>(x: &[F]) -> F {
+    dot(x, x)
+}
+
+/// `out[k] += Σ_r d[r·cols + k]` for `rows` rows of `cols` (the column sums of a row-major
+/// `[rows, cols]` block; vectorizes along the row).
+#[inline(always)]
+pub(crate) fn add_column_sums<F: Float>(d: &[F], cols: usize, out: &mut [F]) {
+    for row in d.chunks_exact(cols) {
+        axpy(F::one(), row, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cell::{BackwardStep, Cell, ForwardStep, elementwise, view2, view2_mut};
+use super::cell::{BackwardStep, Cell, ForwardStep, view2, view2_mut};
 use crate::Float;
 
 /// The long short-term memory cell, PyTorch's `nn.LSTM` (gate blocks in the order i, f, g, o):
@@ -62,37 +62,7 @@ impl Cell for LstmCell {
         let g4 = 4 * h;
         // scratch = W_hh h_{t−1} + b_hh, all four gates in one product
         kernel.project(view2(h_prev, b, h), 0..g4, view2_mut(scratch, b, g4));
-        elementwise(|| {
-            for row in 0..b {
-                let gates = &mut gates[row * g4..(row + 1) * g4];
-                let (ig, rest) = gates.split_at_mut(h);
-                let (fg, rest) = rest.split_at_mut(h);
-                let (gg, og) = rest.split_at_mut(h);
-                let rec = &scratch[row * g4..(row + 1) * g4];
-                let (ri, rest) = rec.split_at(h);
-                let (rf, rest) = rest.split_at(h);
-                let (rg, ro) = rest.split_at(h);
-                let c_prev = &c_prev[row * h..(row + 1) * h];
-                let c = &mut c[row * h..(row + 1) * h];
-                let tanh_c = &mut extra[row * h..(row + 1) * h];
-                let h_out = &mut h_out[row * h..(row + 1) * h];
-                for j in 0..h {
-                    let i = (ig[j] + ri[j]).gate_sigmoid();
-                    let f = (fg[j] + rf[j]).gate_sigmoid();
-                    let g = (gg[j] + rg[j]).gate_tanh();
-                    let o = (og[j] + ro[j]).gate_sigmoid();
-                    ig[j] = i;
-                    fg[j] = f;
-                    gg[j] = g;
-                    og[j] = o;
-                    let c_t = f * c_prev[j] + i * g;
-                    let tc = c_t.gate_tanh();
-                    c[j] = c_t;
-                    tanh_c[j] = tc;
-                    h_out[j] = o * tc;
-                }
-            }
-        });
+        forward_pass(h, gates, scratch, c_prev, c, extra, h_out);
     }
 
     fn backward_step<F: Float>(&self, step: BackwardStep<'_, '_, F>) {
@@ -109,34 +79,142 @@ impl Cell for LstmCell {
             ..
         } = step;
         let g4 = 4 * h;
-        let one = F::one();
-        elementwise(|| {
-            for row in 0..b {
-                // The activated gates are read, then overwritten by their pre-activations' gradient.
-                let gates = &mut gates[row * g4..(row + 1) * g4];
-                let (ig, rest) = gates.split_at_mut(h);
-                let (fg, rest) = rest.split_at_mut(h);
-                let (gg, og) = rest.split_at_mut(h);
-                let c_prev = &c_prev[row * h..(row + 1) * h];
-                let tanh_c = &extra[row * h..(row + 1) * h];
-                let d_h = &d_h[row * h..(row + 1) * h];
-                let d_c = &mut d_c[row * h..(row + 1) * h];
-                for j in 0..h {
-                    let (i, f, g, o) = (ig[j], fg[j], gg[j], og[j]);
-                    let tc = tanh_c[j];
-                    // h_t = o ⊙ tanh c_t: ∂c_t gains ∂h_t ⊙ o ⊙ (1 − tanh² c_t)
-                    let dc = d_c[j] + d_h[j] * o * (one - tc * tc);
-                    // gate derivatives through σ′ = s(1 − s) and tanh′ = 1 − g²
-                    ig[j] = dc * g * i * (one - i);
-                    fg[j] = dc * c_prev[j] * f * (one - f);
-                    gg[j] = dc * i * (one - g * g);
-                    og[j] = d_h[j] * tc * o * (one - o);
-                    // c_t = f ⊙ c_{t−1} + …: ∂c_{t−1} = ∂c_t ⊙ f
-                    d_c[j] = dc * f;
-                }
-            }
-        });
+        backward_pass(h, gates, c_prev, extra, d_h, d_c);
         // ∂L/∂h_{t−1} = ∂a · W_hh (all four gates in one product)
         kernel.back_project(view2(gates, b, g4), 0..g4, view2_mut(d_h_prev, b, h), false);
+    }
+}
+
+simd_fn! {
+    /// The forward's element-wise pass over one step's rows: `gates` `[B, 4H]` (input side in,
+    /// activated gates out), `rec` `[B, 4H]` the recurrent side, c, tanh c and h `[B, H]`.
+    fn forward_pass<F: Float>(
+        h: usize,
+        gates: &mut [F],
+        rec: &[F],
+        c_prev: &[F],
+        c: &mut [F],
+        tanh_c: &mut [F],
+        h_out: &mut [F],
+    ) {
+        let g4 = 4 * h;
+        let rows = gates
+            .chunks_exact_mut(g4)
+            .zip(rec.chunks_exact(g4))
+            .zip(c_prev.chunks_exact(h))
+            .zip(c.chunks_exact_mut(h))
+            .zip(tanh_c.chunks_exact_mut(h))
+            .zip(h_out.chunks_exact_mut(h));
+        for (((((gates, rec), c_prev), c), tanh_c), h_out) in rows {
+            let (ig, rest) = gates.split_at_mut(h);
+            let (fg, rest) = rest.split_at_mut(h);
+            let (gg, og) = rest.split_at_mut(h);
+            let (ri, rest) = rec.split_at(h);
+            let (rf, rest) = rest.split_at(h);
+            let (rg, ro) = rest.split_at(h);
+            forward_row(ig, fg, gg, og, ri, rf, rg, ro, c_prev, c, tanh_c, h_out);
+        }
+    }
+}
+
+simd_fn! {
+    /// The backward's element-wise pass over one step's rows: `gates` `[B, 4H]` activated in,
+    /// pre-activation gradients out; `d_c` `[B, H]` ∂L/∂c_t in, ∂L/∂c_{t−1} out.
+    fn backward_pass<F: Float>(
+        h: usize,
+        gates: &mut [F],
+        c_prev: &[F],
+        tanh_c: &[F],
+        d_h: &[F],
+        d_c: &mut [F],
+    ) {
+        let g4 = 4 * h;
+        let rows = gates
+            .chunks_exact_mut(g4)
+            .zip(c_prev.chunks_exact(h))
+            .zip(tanh_c.chunks_exact(h))
+            .zip(d_h.chunks_exact(h))
+            .zip(d_c.chunks_exact_mut(h));
+        for ((((gates, c_prev), tanh_c), d_h), d_c) in rows {
+            let (ig, rest) = gates.split_at_mut(h);
+            let (fg, rest) = rest.split_at_mut(h);
+            let (gg, og) = rest.split_at_mut(h);
+            backward_row(ig, fg, gg, og, c_prev, tanh_c, d_h, d_c);
+        }
+    }
+}
+
+// The per-row passes are functions of their own so that, inlined, their slice arguments keep
+// their no-alias guarantee: the loops then vectorize without run-time overlap checks.
+
+/// One row of the forward: activates the gates `[i, f, g, o]` (input-side pre-activations on
+/// entry, `rec` the recurrent side), writes c_t, tanh c_t and h_t.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_row<F: Float>(
+    ig: &mut [F],
+    fg: &mut [F],
+    gg: &mut [F],
+    og: &mut [F],
+    ri: &[F],
+    rf: &[F],
+    rg: &[F],
+    ro: &[F],
+    c_prev: &[F],
+    c: &mut [F],
+    tanh_c: &mut [F],
+    h_out: &mut [F],
+) {
+    let n = ig.len();
+    let (fg, gg, og) = (&mut fg[..n], &mut gg[..n], &mut og[..n]);
+    let (ri, rf, rg, ro) = (&ri[..n], &rf[..n], &rg[..n], &ro[..n]);
+    let (c_prev, c, tanh_c, h_out) = (&c_prev[..n], &mut c[..n], &mut tanh_c[..n], &mut h_out[..n]);
+    for j in 0..n {
+        let i = (ig[j] + ri[j]).gate_sigmoid();
+        let f = (fg[j] + rf[j]).gate_sigmoid();
+        let g = (gg[j] + rg[j]).gate_tanh();
+        let o = (og[j] + ro[j]).gate_sigmoid();
+        ig[j] = i;
+        fg[j] = f;
+        gg[j] = g;
+        og[j] = o;
+        let c_t = f * c_prev[j] + i * g;
+        let tc = c_t.gate_tanh();
+        c[j] = c_t;
+        tanh_c[j] = tc;
+        h_out[j] = o * tc;
+    }
+}
+
+/// One row of the backward: the activated gates `[i, f, g, o]` on entry, their
+/// pre-activations' gradient on exit; `d_c` ∂L/∂c_t on entry, ∂L/∂c_{t−1} on exit.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_row<F: Float>(
+    ig: &mut [F],
+    fg: &mut [F],
+    gg: &mut [F],
+    og: &mut [F],
+    c_prev: &[F],
+    tanh_c: &[F],
+    d_h: &[F],
+    d_c: &mut [F],
+) {
+    let one = F::one();
+    let n = ig.len();
+    let (fg, gg, og) = (&mut fg[..n], &mut gg[..n], &mut og[..n]);
+    let (c_prev, tanh_c, d_h, d_c) = (&c_prev[..n], &tanh_c[..n], &d_h[..n], &mut d_c[..n]);
+    for j in 0..n {
+        let (i, f, g, o) = (ig[j], fg[j], gg[j], og[j]);
+        let tc = tanh_c[j];
+        // h_t = o ⊙ tanh c_t: ∂c_t gains ∂h_t ⊙ o ⊙ (1 − tanh² c_t)
+        let dc = d_c[j] + d_h[j] * o * (one - tc * tc);
+        // gate derivatives through σ′ = s(1 − s) and tanh′ = 1 − g²
+        ig[j] = dc * g * i * (one - i);
+        fg[j] = dc * c_prev[j] * f * (one - f);
+        gg[j] = dc * i * (one - g * g);
+        og[j] = d_h[j] * tc * o * (one - o);
+        // c_t = f ⊙ c_{t−1} + …: ∂c_{t−1} = ∂c_t ⊙ f
+        d_c[j] = dc * f;
     }
 }

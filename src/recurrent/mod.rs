@@ -9,6 +9,36 @@
 //!    after the loop `∂W_ih`, `∂W_hh`, the bias gradients and `∂X` are one product each over all
 //!    `T·B` rows.
 
+/// Defines `fn $name<F: Float>(args)` that runs its body compiled for AVX2 + FMA when the CPU
+/// has them (and the portable path is not forced), else as plain Rust: the element-wise loops in
+/// the body then vectorize 8 lanes wide. The arithmetic is the same either way (Rust never
+/// fuses a·b + c on its own). Bodies should call only `#[inline(always)]` helpers.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* fn $name:ident<F: Float>($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name<F: Float>($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body<F: Float>($($arg: $ty),*) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2<F: Float>($($arg: $ty),*) {
+                body($($arg),*)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if crate::recurrent::kernels::avx2_elementwise() {
+                // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                return unsafe { avx2($($arg),*) };
+            }
+            body($($arg),*)
+        }
+    };
+}
+
 mod cell;
 mod gru;
 mod kernels;
@@ -29,6 +59,7 @@ pub use rnn::SimpleRnnCell;
 use crate::layer::{Layer, check_sequence, check_step};
 use crate::{Error, Float, Init, Param, ParamMut, ParamView, Result, init};
 use cell::add_column_sums;
+use kernels::{Init as Start, Packed};
 
 /// An Elman RNN layer: [`Recurrent`] with a [`SimpleRnnCell`].
 pub type SimpleRnn<F = f32> = Recurrent<SimpleRnnCell, F>;
@@ -491,22 +522,28 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             .into_owned()
             .into_shape_with_order((t * b, i))
             .map_err(|e| Error::config("input layout", e.to_string()))?;
-        // Input projection of every step at once: X · W_ihᵀ + b_ih.
+        // Input projection of every step at once: X · W_ihᵀ + b_ih, on the packed kernel
+        // (W_ihᵀ packed once; X is read in place).
         let mut gates = Array2::zeros((t * b, gh));
-        gates.assign(
-            &self
+        {
+            let w_ih = &self.weight_ih.value;
+            let packed = Packed::new(i, gh, kernels::backend_for::<F>(), |k, j| w_ih[[j, k]]);
+            let bias = self
                 .bias_ih
                 .value
-                .broadcast((t * b, gh))
-                .expect("bias matches gate width"),
-        );
-        general_mat_mul(
-            F::one(),
-            &x_tm,
-            &self.weight_ih.value.t(),
-            F::one(),
-            &mut gates,
-        );
+                .as_slice()
+                .expect("bias_ih is contiguous");
+            packed.gemm(
+                t * b,
+                0,
+                i,
+                as_slice(&x_tm),
+                i,
+                as_slice_mut(&mut gates),
+                gh,
+                Start::Row(bias),
+            );
+        }
 
         let mut extra = Array2::zeros((t * b, eh));
         let mut hs = Array2::zeros(((t + 1) * b, h));
@@ -669,13 +706,22 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         let hidden_grad_norms: Vec<F> = squares.into_iter().map(F::sqrt).collect();
 
         // Whole-sequence products: ∂W_ih = ∂Aᵀ·X, ∂b_ih = Σ ∂A, ∂X = ∂A·W_ih.
-        general_mat_mul(
-            F::one(),
-            &d_gates.t(),
-            &cache.x,
-            F::one(),
-            &mut self.weight_ih.grad,
-        );
+        if i < kernels::SMALL_INPUT {
+            // ∂W_ihᵀ [I, G·H] = Σ_rows x_r ⊗ ∂A_r: I axpys per row, then added transposed.
+            let mut d_w_t = vec![F::zero(); i * gh];
+            input_weight_grad_small(gh, as_slice(&d_gates), as_slice(&cache.x), &mut d_w_t);
+            for ((row, col), g) in self.weight_ih.grad.indexed_iter_mut() {
+                *g += d_w_t[col * gh + row];
+            }
+        } else {
+            general_mat_mul(
+                F::one(),
+                &d_gates.t(),
+                &cache.x,
+                F::one(),
+                &mut self.weight_ih.grad,
+            );
+        }
         add_column_sums(d_gates.view(), &mut self.bias_ih.grad);
         let d_rec_view = if separate {
             d_recurrent.view()
@@ -692,13 +738,30 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         );
         add_column_sums(d_rec_view, &mut self.bias_hh.grad);
         let mut d_x_tm = Array2::<F>::zeros((t * b, i));
-        general_mat_mul(
-            F::one(),
-            &d_gates,
-            &self.weight_ih.value,
-            F::zero(),
-            &mut d_x_tm,
-        );
+        if i < kernels::SMALL_INPUT {
+            // ∂X[r, c] = ∂A_r · W_ih[:, c]: dot products with W_ih's columns made contiguous.
+            let w_t = self.weight_ih.value.t().as_standard_layout().into_owned();
+            input_grad_small(
+                gh,
+                as_slice(&d_gates),
+                as_slice(&w_t),
+                as_slice_mut(&mut d_x_tm),
+            );
+        } else {
+            // W_ih [G·H, I] packed once; ∂A is read in place.
+            let w_ih = &self.weight_ih.value;
+            let packed = Packed::new(gh, i, kernels::backend_for::<F>(), |k, j| w_ih[[k, j]]);
+            packed.gemm(
+                t * b,
+                0,
+                gh,
+                as_slice(&d_gates),
+                gh,
+                as_slice_mut(&mut d_x_tm),
+                i,
+                Start::Zero,
+            );
+        }
         let d_x = d_x_tm
             .into_shape_with_order((t, b, i))
             .expect("[T·B, I]")
@@ -711,6 +774,31 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         };
         self.hidden_grad_norms = hidden_grad_norms;
         (d_x, d_initial)
+    }
+}
+
+simd_fn! {
+    /// ∂W_ihᵀ `[I, G·H]` += Σ_r x_r ⊗ ∂A_r for ∂A `[N, G·H]` and X `[N, I]` (small I: I axpys
+    /// per row).
+    fn input_weight_grad_small<F: Float>(gh: usize, d_a: &[F], x: &[F], d_w_t: &mut [F]) {
+        let i = d_w_t.len() / gh;
+        for (d_row, x_row) in d_a.chunks_exact(gh).zip(x.chunks_exact(i)) {
+            for (&xv, acc) in x_row.iter().zip(d_w_t.chunks_exact_mut(gh)) {
+                kernels::axpy(xv, d_row, acc);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// ∂X `[N, I]` = ∂A `[N, G·H]` · W_ih, with `w_t` = W_ihᵀ `[I, G·H]` (small I: dot products).
+    fn input_grad_small<F: Float>(gh: usize, d_a: &[F], w_t: &[F], d_x: &mut [F]) {
+        let i = w_t.len() / gh;
+        for (d_row, dx_row) in d_a.chunks_exact(gh).zip(d_x.chunks_exact_mut(i)) {
+            for (v, w_col) in dx_row.iter_mut().zip(w_t.chunks_exact(gh)) {
+                *v = kernels::dot(d_row, w_col);
+            }
+        }
     }
 }
 
@@ -888,7 +976,7 @@ unsafe fn backward_rows<'k, C: Cell, F: Float>(
             }
             None => d_h.copy_from_slice(d_carry),
         }
-        squares[step] += d_h.iter().fold(F::zero(), |s, &g| s + g * g);
+        squares[step] += kernels::sum_of_squares(&d_h);
         // SAFETY: rows `rows` of step `step` are ours.
         unsafe {
             cell.backward_step(BackwardStep {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cell::{BackwardStep, Cell, ForwardStep, elementwise, view2, view2_mut};
+use super::cell::{BackwardStep, Cell, ForwardStep, view2, view2_mut};
 use crate::{Activation, Float};
 
 /// The Elman (simple RNN) cell, PyTorch's `nn.RNN`:
@@ -51,28 +51,13 @@ impl Cell for SimpleRnnCell {
             view2_mut(step.scratch, b, h),
         );
         // h_t = φ(x-side + h-side); the gates buffer keeps nothing the backward needs (it uses h_t).
-        let act = self.activation;
-        elementwise(|| {
-            for ((out, &x_side), &h_side) in step
-                .h
-                .iter_mut()
-                .zip(step.gates.iter())
-                .zip(step.scratch.iter())
-            {
-                *out = act.apply(x_side + h_side);
-            }
-        });
+        forward_pass(self.activation, step.gates, step.scratch, step.h);
     }
 
     fn backward_step<F: Float>(&self, step: BackwardStep<'_, '_, F>) {
         let (b, h) = (step.batch, step.hidden);
         // ∂L/∂a = ∂L/∂h_t ⊙ φ′(a), φ′ read off h_t.
-        let act = self.activation;
-        elementwise(|| {
-            for ((d_a, &d_h), &h_t) in step.gates.iter_mut().zip(step.d_h).zip(step.h) {
-                *d_a = d_h * act.derivative_from_output(h_t);
-            }
-        });
+        backward_pass(self.activation, step.gates, step.d_h, step.h);
         // ∂L/∂h_{t−1} = ∂L/∂a · W_hh
         step.kernel.back_project(
             view2(step.gates, b, h),
@@ -80,5 +65,27 @@ impl Cell for SimpleRnnCell {
             view2_mut(step.d_h_prev, b, h),
             false,
         );
+    }
+}
+
+simd_fn! {
+    /// h_t = φ(x-side + h-side) over one step's `[B, H]`.
+    fn forward_pass<F: Float>(act: Activation, x_side: &[F], h_side: &[F], h_out: &mut [F]) {
+        let n = h_out.len();
+        let (x_side, h_side) = (&x_side[..n], &h_side[..n]);
+        for j in 0..n {
+            h_out[j] = act.apply(x_side[j] + h_side[j]);
+        }
+    }
+}
+
+simd_fn! {
+    /// ∂L/∂a = ∂L/∂h_t ⊙ φ′ (read off h_t), written over `d_a` (the cached gates).
+    fn backward_pass<F: Float>(act: Activation, d_a: &mut [F], d_h: &[F], h_t: &[F]) {
+        let n = d_a.len();
+        let (d_h, h_t) = (&d_h[..n], &h_t[..n]);
+        for j in 0..n {
+            d_a[j] = d_h[j] * act.derivative_from_output(h_t[j]);
+        }
     }
 }
