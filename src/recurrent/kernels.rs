@@ -168,6 +168,16 @@ pub(crate) fn batch_parts(
     (0..n).map(|k| batch * k / n..batch * (k + 1) / n).collect()
 }
 
+/// Whether element-wise passes may run in AVX-512 code: the CPU has AVX-512F and VL (and AVX2 +
+/// FMA), the portable path is not forced, and `RECURRENT_NO_AVX512` is not set.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+pub(crate) fn avx512_elementwise() -> bool {
+    avx2_elementwise()
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && !avx512_declined()
+}
+
 /// `RECURRENT_NO_AVX512=1` (read once) keeps the AVX-512 kernel out, to measure the AVX2 one.
 #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
 fn avx512_declined() -> bool {

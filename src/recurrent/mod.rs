@@ -29,6 +29,19 @@ macro_rules! simd_fn {
                 body($($arg),*)
             }
 
+            // AVX-512 (F, VL): 16 lanes and 32 vector registers, so the gate passes spill less.
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512<F: Float>($($arg: $ty),*) {
+                body($($arg),*)
+            }
+
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            if crate::recurrent::kernels::avx512_elementwise() {
+                // SAFETY: the CPU has AVX-512F/VL, AVX2 and FMA (checked at run time).
+                return unsafe { avx512($($arg),*) };
+            }
             #[cfg(target_arch = "x86_64")]
             if crate::recurrent::kernels::avx2_elementwise() {
                 // SAFETY: the CPU has AVX2 and FMA (checked at run time).
@@ -722,7 +735,10 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 &mut self.weight_ih.grad,
             );
         }
-        add_column_sums(d_gates.view(), &mut self.bias_ih.grad);
+        // ∂b_ih = Σ_rows ∂A (and ∂b_hh the same sums unless the cell's recurrent side differs).
+        let mut d_bias = Array1::<F>::zeros(gh);
+        add_column_sums(d_gates.view(), &mut d_bias);
+        self.bias_ih.grad += &d_bias;
         let d_rec_view = if separate {
             d_recurrent.view()
         } else {
@@ -736,7 +752,11 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             cache.extra.view(),
             self.weight_hh.grad.view_mut(),
         );
-        add_column_sums(d_rec_view, &mut self.bias_hh.grad);
+        if separate {
+            add_column_sums(d_rec_view, &mut self.bias_hh.grad);
+        } else {
+            self.bias_hh.grad += &d_bias;
+        }
         let mut d_x_tm = Array2::<F>::zeros((t * b, i));
         if i < kernels::SMALL_INPUT {
             // ∂X[r, c] = ∂A_r · W_ih[:, c]: dot products with W_ih's columns made contiguous.
