@@ -686,6 +686,48 @@ pub(crate) fn axpy<F: Float>(alpha: F, x: &[F], y: &mut [F]) {
     }
 }
 
+/// `y[j] += Σ_q α_q · x_q[j]` for four rows `x_q` (one load and store of `y` per four).
+#[inline(always)]
+pub(crate) fn axpy4<F: Float>(alpha: [F; 4], x0: &[F], x1: &[F], x2: &[F], x3: &[F], y: &mut [F]) {
+    let n = y.len();
+    let (x0, x1, x2, x3) = (&x0[..n], &x1[..n], &x2[..n], &x3[..n]);
+    let [a0, a1, a2, a3] = alpha;
+    for j in 0..n {
+        y[j] += a0 * x0[j] + a1 * x1[j] + a2 * x2[j] + a3 * x3[j];
+    }
+}
+
+/// (Σ x0[j]·w[j], Σ x1[j]·w[j]): two dot products sharing the loads of `w`, each in 16
+/// interleaved partial sums.
+#[inline(always)]
+pub(crate) fn dot2<F: Float>(x0: &[F], x1: &[F], w: &[F]) -> (F, F) {
+    let n = w.len();
+    let (x0, x1) = (&x0[..n], &x1[..n]);
+    let mut acc0 = [F::zero(); 16];
+    let mut acc1 = [F::zero(); 16];
+    let full = n / 16 * 16;
+    for base in (0..full).step_by(16) {
+        let (a, b, c) = (
+            &x0[base..base + 16],
+            &x1[base..base + 16],
+            &w[base..base + 16],
+        );
+        for j in 0..16 {
+            acc0[j] += a[j] * c[j];
+            acc1[j] += b[j] * c[j];
+        }
+    }
+    let (mut s0, mut s1) = (F::zero(), F::zero());
+    for j in full..n {
+        s0 += x0[j] * w[j];
+        s1 += x1[j] * w[j];
+    }
+    (
+        acc0.iter().fold(s0, |s, &v| s + v),
+        acc1.iter().fold(s1, |s, &v| s + v),
+    )
+}
+
 /// Σ x[j]·y[j], in 16 interleaved partial sums so it vectorizes.
 #[inline(always)]
 pub(crate) fn dot<F: Float>(x: &[F], y: &[F]) -> F {

@@ -537,7 +537,9 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             .map_err(|e| Error::config("input layout", e.to_string()))?;
         // Input projection of every step at once: X · W_ihᵀ + b_ih, on the packed kernel
         // (W_ihᵀ packed once; X is read in place).
-        let mut gates = Array2::zeros((t * b, gh));
+        // Every element is written by the product (`Start::Row` never reads C), so the buffer
+        // starts uninitialized: no zeroing pass over the largest array of the pass.
+        let mut gates = Array2::<F>::uninit((t * b, gh));
         {
             let w_ih = &self.weight_ih.value;
             let packed = Packed::new(i, gh, kernels::backend_for::<F>(), |k, j| w_ih[[j, k]]);
@@ -546,17 +548,25 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 .value
                 .as_slice()
                 .expect("bias_ih is contiguous");
-            packed.gemm(
-                t * b,
-                0,
-                i,
-                as_slice(&x_tm),
-                i,
-                as_slice_mut(&mut gates),
-                gh,
-                Start::Row(bias),
-            );
+            let x_rows = as_slice(&x_tm);
+            assert!(x_rows.len() >= t * b * i && gates.len() == t * b * gh);
+            // SAFETY: X holds T·B rows of I (checked), the gate buffer T·B rows of G·H, owned
+            // here; `Start::Row` writes every element of C without reading it.
+            unsafe {
+                packed.gemm_raw(
+                    t * b,
+                    0,
+                    i,
+                    x_rows.as_ptr(),
+                    i,
+                    gates.as_mut_ptr().cast::<F>(),
+                    gh,
+                    Start::Row(bias),
+                );
+            }
         }
+        // SAFETY: every element was written just above.
+        let mut gates = unsafe { gates.assume_init() };
 
         let mut extra = Array2::zeros((t * b, eh));
         let mut hs = Array2::zeros(((t + 1) * b, h));
@@ -798,11 +808,23 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
 }
 
 simd_fn! {
-    /// ∂W_ihᵀ `[I, G·H]` += Σ_r x_r ⊗ ∂A_r for ∂A `[N, G·H]` and X `[N, I]` (small I: I axpys
-    /// per row).
+    /// ∂W_ihᵀ `[I, G·H]` += Σ_r x_r ⊗ ∂A_r for ∂A `[N, G·H]` and X `[N, I]` (small I: axpys,
+    /// four rows of ∂A at a time so each accumulator row is loaded and stored once per four).
     fn input_weight_grad_small<F: Float>(gh: usize, d_a: &[F], x: &[F], d_w_t: &mut [F]) {
         let i = d_w_t.len() / gh;
-        for (d_row, x_row) in d_a.chunks_exact(gh).zip(x.chunks_exact(i)) {
+        let mut d_blocks = d_a.chunks_exact(4 * gh);
+        let mut x_blocks = x.chunks_exact(4 * i);
+        for (d4, x4) in (&mut d_blocks).zip(&mut x_blocks) {
+            let (d0, rest) = d4.split_at(gh);
+            let (d1, rest) = rest.split_at(gh);
+            let (d2, d3) = rest.split_at(gh);
+            for (c, acc) in d_w_t.chunks_exact_mut(gh).enumerate() {
+                let xs = [x4[c], x4[i + c], x4[2 * i + c], x4[3 * i + c]];
+                kernels::axpy4(xs, d0, d1, d2, d3, acc);
+            }
+        }
+        let (d_rest, x_rest) = (d_blocks.remainder(), x_blocks.remainder());
+        for (d_row, x_row) in d_rest.chunks_exact(gh).zip(x_rest.chunks_exact(i)) {
             for (&xv, acc) in x_row.iter().zip(d_w_t.chunks_exact_mut(gh)) {
                 kernels::axpy(xv, d_row, acc);
             }
@@ -811,10 +833,23 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// ∂X `[N, I]` = ∂A `[N, G·H]` · W_ih, with `w_t` = W_ihᵀ `[I, G·H]` (small I: dot products).
+    /// ∂X `[N, I]` = ∂A `[N, G·H]` · W_ih, with `w_t` = W_ihᵀ `[I, G·H]` (small I: dot products,
+    /// two rows of ∂A at a time sharing the loads of W_ih).
     fn input_grad_small<F: Float>(gh: usize, d_a: &[F], w_t: &[F], d_x: &mut [F]) {
         let i = w_t.len() / gh;
-        for (d_row, dx_row) in d_a.chunks_exact(gh).zip(d_x.chunks_exact_mut(i)) {
+        let mut d_pairs = d_a.chunks_exact(2 * gh);
+        let mut x_pairs = d_x.chunks_exact_mut(2 * i);
+        for (d2, dx2) in (&mut d_pairs).zip(&mut x_pairs) {
+            let (d0, d1) = d2.split_at(gh);
+            let (dx0, dx1) = dx2.split_at_mut(i);
+            for ((v0, v1), w_col) in dx0.iter_mut().zip(dx1.iter_mut()).zip(w_t.chunks_exact(gh)) {
+                let (a, b) = kernels::dot2(d0, d1, w_col);
+                *v0 = a;
+                *v1 = b;
+            }
+        }
+        let (d_rest, x_rest) = (d_pairs.remainder(), x_pairs.into_remainder());
+        for (d_row, dx_row) in d_rest.chunks_exact(gh).zip(x_rest.chunks_exact_mut(i)) {
             for (v, w_col) in dx_row.iter_mut().zip(w_t.chunks_exact(gh)) {
                 *v = kernels::dot(d_row, w_col);
             }
