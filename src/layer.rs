@@ -81,8 +81,10 @@ pub trait Layer<F: Float>: Debug + Send + Sync {
     ///
     /// T calls give the outputs at steps 0…T−1 of one [`predict`](Self::predict) over the whole
     /// sequence (for a layer that returns only its last step, the last call's output is the
-    /// predict's). Layers that need the whole window at once (bidirectional, encoder–decoder,
-    /// flatten, repeat) return [`Error::Unsupported`], as does the default.
+    /// predict's; in a [`Sequential`](crate::Sequential), the layers after such a layer run
+    /// as `predict` on its one-step output, as they do in a whole-sequence predict). Layers
+    /// that need the whole window at once (bidirectional, encoder–decoder, flatten, unflatten,
+    /// repeat) return [`Error::Unsupported`], as does the default.
     fn step(&mut self, x: ArrayView3<'_, F>) -> Result<Array3<F>> {
         let _ = x;
         Err(Error::Unsupported(format!(

@@ -78,25 +78,47 @@ impl<F: Float> ParamState<F> {
         }
     }
 
-    /// The state in `saved`, checked for consistency (every buffer matches the shapes).
-    fn import(saved: &OptimizerState, optimizer: &str) -> Result<Self> {
-        if saved.optimizer != optimizer {
-            return Err(Error::config(
+    /// The state in `saved`, checked for consistency: saved by `optimizer`, `n_buffers` state
+    /// arrays once used (none before), each matching the shapes, every value finite.
+    fn import(saved: &OptimizerState, optimizer: &str, n_buffers: usize) -> Result<Self> {
+        let bad = |reason: String| {
+            Err(Error::config(
                 format!("{optimizer} optimizer state"),
-                format!("was saved by the {} optimizer", saved.optimizer),
+                reason,
+            ))
+        };
+        if saved.optimizer != optimizer {
+            return bad(format!("was saved by the {} optimizer", saved.optimizer));
+        }
+        let expected = if saved.shapes.is_empty() {
+            0
+        } else {
+            n_buffers
+        };
+        if saved.buffers.len() != expected {
+            return bad(format!(
+                "holds {} state arrays, this optimizer keeps {expected}",
+                saved.buffers.len()
             ));
         }
         for (k, buffer) in saved.buffers.iter().enumerate() {
             let consistent = buffer.len() == saved.shapes.len()
-                && buffer
-                    .iter()
-                    .zip(&saved.shapes)
-                    .all(|(b, s)| b.len() == s.iter().product::<usize>());
+                && buffer.iter().zip(&saved.shapes).all(|(b, s)| {
+                    s.iter()
+                        .try_fold(1usize, |n, &d| n.checked_mul(d))
+                        .is_some_and(|n| n == b.len())
+                });
             if !consistent {
-                return Err(Error::config(
-                    format!("{optimizer} optimizer state"),
-                    format!("state array {k} does not match the parameter shapes"),
+                return bad(format!(
+                    "state array {k} does not match the parameter shapes"
                 ));
+            }
+            if buffer
+                .iter()
+                .flatten()
+                .any(|v| !F::from_f64(*v).is_finite())
+            {
+                return bad(format!("state array {k} holds a non-finite value"));
             }
         }
         Ok(ParamState {
@@ -281,7 +303,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        self.state = ParamState::import(state, "sgd")?;
+        self.state = ParamState::import(state, "sgd", usize::from(self.momentum != 0.0))?;
         Ok(())
     }
 
@@ -418,7 +440,25 @@ impl<F: Float> Optimizer<F> for Adam<F> {
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
-        self.state = ParamState::import(state, Optimizer::<F>::name(self))?;
+        // The bias corrections take β^step with an i32 exponent; a larger count is no real run.
+        if state.step > i32::MAX as u64 {
+            return Err(Error::config(
+                "adam optimizer state",
+                format!("step count {} is out of range", state.step),
+            ));
+        }
+        let state_arrays = ParamState::import(state, Optimizer::<F>::name(self), 2)?;
+        if (state.step == 0) != state_arrays.shapes.is_empty() {
+            return Err(Error::config(
+                "adam optimizer state",
+                format!(
+                    "step count {} does not agree with {} parameter shapes",
+                    state.step,
+                    state_arrays.shapes.len()
+                ),
+            ));
+        }
+        self.state = state_arrays;
         self.step = state.step;
         Ok(())
     }

@@ -66,6 +66,10 @@ pub const JSON_MAGIC: &str = "recurrent";
 /// The largest size (hidden units, features, steps, repeats) a loaded file may declare.
 pub const MAX_DIMENSION: usize = 1 << 24;
 
+/// The most time steps a loaded layer may add (a repeat count, a decoder horizon): a small
+/// file must not be able to make one prediction allocate gigabytes.
+pub const MAX_STEPS: usize = 1 << 16;
+
 /// The most weights a loaded model may declare (2³⁰, 4 GiB of f32).
 pub const MAX_PARAMETERS: u128 = 1 << 30;
 
@@ -223,6 +227,9 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], kind: Kind) -> Result<(T
     if envelope.format_version > FORMAT_VERSION {
         return Err(newer(envelope.format_version));
     }
+    if envelope.format_version == 0 {
+        return Err(corrupt("format version 0 does not exist".into()));
+    }
     if envelope.kind != kind {
         return Err(unrecognized(format!("it holds a {}", envelope.kind.name())));
     }
@@ -235,8 +242,11 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Writes the file at `path` atomically: `write` fills a temporary file in the same folder,
-/// which is flushed, synced and renamed over `path`; then the folder is synced. When `write`
-/// (or any step) fails, the temporary file is removed and `path` keeps its previous contents.
+/// which is flushed, synced and renamed over `path`; then (on Unix) the folder is synced so the
+/// rename itself is durable. When `write`, the flush, the file's sync or the rename fails, the
+/// temporary file is removed and `path` keeps its previous contents. If only the final folder
+/// sync fails, the new contents are in place but the error says the rename may not survive a
+/// power loss.
 pub fn atomic_write(
     path: impl AsRef<Path>,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
@@ -284,10 +294,16 @@ pub fn atomic_write(
             path.display()
         )));
     }
-    // The rename is durable only once the folder's entry is on disk.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::Io(format!("syncing the folder {}: {e}", dir.display())))?;
+    // The rename is durable only once the folder's entry is on disk (folders cannot be opened
+    // as files on every platform; on Unix they can and must be synced).
+    #[cfg(unix)]
+    File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| {
+        Error::Io(format!(
+            "{} was written, but syncing its folder {} failed: {e}",
+            path.display(),
+            dir.display()
+        ))
+    })?;
     Ok(())
 }
 
@@ -408,7 +424,12 @@ fn check_params<F: Float>(model: &dyn Layer<F>, params: &[SavedParam], what: &st
                 saved.values.len()
             )));
         }
-        if let Some(at) = saved.values.iter().position(|v| !v.is_finite()) {
+        // Finite in the model's element type too (1e300 is no f32).
+        if let Some(at) = saved
+            .values
+            .iter()
+            .position(|&v| !F::from_f64(v).is_finite())
+        {
             return Err(corrupt(format!(
                 "parameter {i} ({name}) has a non-finite value at {at}"
             )));
@@ -528,6 +549,13 @@ fn plan(input: usize, specs: &[LayerSpec]) -> std::result::Result<(u128, usize),
             Ok(n)
         }
     };
+    let steps = |what: &str, n: usize| {
+        if n == 0 || n > MAX_STEPS {
+            Err(format!("{what} {n} is outside 1..={MAX_STEPS}"))
+        } else {
+            Ok(n)
+        }
+    };
     let recurrent = |kind: RecurrentKind, i: usize, h: usize| {
         let (i, h, g) = (i as u128, h as u128, gates(kind));
         g * h * (i + h) + 2 * g * h
@@ -558,7 +586,7 @@ fn plan(input: usize, specs: &[LayerSpec]) -> std::result::Result<(u128, usize),
                 horizon,
             } => {
                 let h = dim("hidden size", *hidden_size)?;
-                dim("horizon", *horizon)?;
+                steps("horizon", *horizon)?;
                 (recurrent(*kind, features, h) + recurrent(*kind, h, h), h)
             }
             LayerSpec::Dense { units, .. } => {
@@ -567,7 +595,7 @@ fn plan(input: usize, specs: &[LayerSpec]) -> std::result::Result<(u128, usize),
             }
             LayerSpec::Dropout { .. } => (0, features),
             LayerSpec::Repeat { times } => {
-                dim("repeat count", *times)?;
+                steps("repeat count", *times)?;
                 (0, features)
             }
             LayerSpec::Flatten { steps } => {
@@ -575,7 +603,7 @@ fn plan(input: usize, specs: &[LayerSpec]) -> std::result::Result<(u128, usize),
                 (0, dim("flattened features", t.saturating_mul(features))?)
             }
             LayerSpec::Unflatten { horizon } => {
-                let h = dim("unflatten horizon", *horizon)?;
+                let h = steps("unflatten horizon", *horizon)?;
                 if features % h != 0 {
                     return Err(format!("{features} features do not split into {h} steps"));
                 }
@@ -709,6 +737,8 @@ impl<F: Float> ForecastModel<F> {
     }
 
     fn body(&self) -> Result<ForecasterBody> {
+        // The fields are public: check again, so no file is written that could not be loaded.
+        self.check()?;
         Ok(ForecasterBody {
             model: ModelBody::of(&self.model)?,
             pipeline: self.pipeline.clone(),

@@ -715,20 +715,48 @@ impl<F: Float> Trainer<F> {
                 self.optimizer.name()
             )));
         }
-        let resumed = self.resume.take();
-        let fresh = resumed.is_none();
-        let mut run = match resumed {
+        // The checkpoint is used up only once it has been restored: after a failed resume the
+        // same trainer still holds it (and writes no fresh start over the user's file).
+        let fresh = self.resume.is_none();
+        let mut run = match &self.resume {
             Some(checkpoint) => checkpoint.restore(model, self.optimizer.as_mut(), n)?,
             None => RunState::new(self.optimizer.learning_rate(), self.seed, n),
         };
+        self.resume = None;
         if fresh {
             // A checkpoint of the untouched start, so even a crash in the first epochs resumes.
             self.write_checkpoint(&run, model)?;
         }
         let restore_at_end = self.early_stopping.is_some_and(|e| e.restore_best_weights);
         let keep_best = restore_at_end || self.on_divergence == OnDivergence::RestoreBestAndStop;
-        let mut diverged = None;
+        let outcome = self.run_epochs(model, x, y, validation.as_ref(), &mut run, keep_best);
+        // The base rate goes back into the optimizer however the epochs ended.
+        self.optimizer.set_learning_rate(run.base_lr)?;
+        let diverged = outcome?;
+        if restore_at_end || diverged.is_some() {
+            if let Some(weights) = &run.best_weights {
+                restore(model, weights);
+            }
+        }
+        let mut history = run.history;
+        history.best_epoch = run.best.map(|(_, e)| e);
+        history.best_loss = run.best.map(|(l, _)| l);
+        Ok(history)
+    }
 
+    /// The epochs from `run.epochs_done` on; returns where training diverged if
+    /// [`OnDivergence::RestoreBestAndStop`] caught it.
+    fn run_epochs(
+        &mut self,
+        model: &mut dyn Layer<F>,
+        x: ArrayView3<'_, F>,
+        y: ArrayView3<'_, F>,
+        validation: Option<&(ArrayView3<'_, F>, ArrayView3<'_, F>)>,
+        run: &mut RunState<F>,
+        keep_best: bool,
+    ) -> Result<Option<Divergence>> {
+        let n = x.shape()[0];
+        let mut diverged = None;
         for epoch in run.epochs_done..self.epochs {
             let lr = run.schedule.rate_for(&self.schedule, run.base_lr, epoch);
             self.optimizer.set_learning_rate(lr)?;
@@ -790,7 +818,7 @@ impl<F: Float> Trainer<F> {
                 break;
             }
             let train_loss = loss_sum / n as f64;
-            let val_loss = match &validation {
+            let val_loss = match validation {
                 Some((xv, yv)) => {
                     let prediction = model.predict(xv.view())?;
                     Some(self.loss.loss(prediction.view(), yv.view())?.to_f64())
@@ -859,19 +887,10 @@ impl<F: Float> Trainer<F> {
             if let Some(c) = &self.checkpoints
                 && run.epochs_done % c.every == 0
             {
-                self.write_checkpoint(&run, model)?;
+                self.write_checkpoint(run, model)?;
             }
         }
-        if restore_at_end || diverged.is_some() {
-            if let Some(weights) = &run.best_weights {
-                restore(model, weights);
-            }
-        }
-        let mut history = run.history;
-        history.best_epoch = run.best.map(|(_, e)| e);
-        history.best_loss = run.best.map(|(l, _)| l);
-        self.optimizer.set_learning_rate(run.base_lr)?;
-        Ok(history)
+        Ok(diverged)
     }
 
     /// Writes the configured checkpoint file (atomically), if any.
@@ -1035,7 +1054,7 @@ impl Checkpoint {
     /// Puts the checkpoint's state into `model` and `optimizer` (after checking it fits them
     /// and `n` training samples) and returns the run state to go on from.
     fn restore<F: Float>(
-        self,
+        &self,
         model: &mut dyn Layer<F>,
         optimizer: &mut dyn Optimizer<F>,
         n: usize,
@@ -1045,6 +1064,8 @@ impl Checkpoint {
             what: what.into(),
             reason,
         };
+        // Everything is checked before anything is changed: a failed resume leaves the model
+        // and the optimizer as they were.
         let mut seen = vec![false; n];
         let is_permutation = self.order.len() == n
             && self
@@ -1070,16 +1091,26 @@ impl Checkpoint {
             .as_ref()
             .map(|w| persist::values_from_saved(model, w, what))
             .transpose()?;
-        persist::load_params(model, &self.params, what)?;
-        persist::load_rngs(model, &self.rngs, what)?;
+        let weights = persist::values_from_saved(model, &self.params, what)?;
+        let mut generators = 0;
+        model.visit_rngs(&mut |_| generators += 1);
+        if generators != self.rngs.len() {
+            return Err(corrupt(format!(
+                "the model has {generators} random generators (dropout), the checkpoint holds {}",
+                self.rngs.len()
+            )));
+        }
+        // The optimizer checks its state before taking it; after it nothing can fail.
         optimizer.load_state(&self.optimizer)?;
+        persist::load_rngs(model, &self.rngs, what)?;
+        restore(model, &weights);
         Ok(RunState {
             epochs_done: self.epochs_done,
             base_lr: self.base_lr,
             schedule: self.schedule,
-            rng: self.shuffle_rng,
-            order: self.order,
-            history: self.history,
+            rng: self.shuffle_rng.clone(),
+            order: self.order.clone(),
+            history: self.history.clone(),
             best,
             best_weights,
             since_best: self.since_best,

@@ -151,8 +151,31 @@ fn load_all(bytes: &[u8]) {
         let _ = model.predict(x.view());
     }
     let _ = Sequential::<f64>::from_bytes(bytes);
-    let _ = ForecastModel::<f32>::from_bytes(bytes);
-    let _ = Checkpoint::from_bytes(bytes);
+    // A forecaster that loads must forecast, and a checkpoint that loads must resume (or say
+    // why not), from whatever the file declared.
+    if let Ok(bundle) = ForecastModel::<f32>::from_bytes(bytes) {
+        let columns = bundle.pipeline.columns();
+        let values = Array2::from_shape_fn((60, columns), |(t, c)| 5.0 + t as f64 + c as f64);
+        if let Ok(forecaster) = bundle.forecaster() {
+            let _ = forecaster.direct(values.view(), 59);
+            let _ = forecaster.recursive(values.view(), 59, 3, None);
+        }
+    }
+    if let Ok(checkpoint) = Checkpoint::from_bytes(bytes) {
+        let mut model = Sequential::<f64>::builder(1)
+            .gru(2)
+            .dense(1)
+            .build(0)
+            .unwrap();
+        let _ = Trainer::new(Mse, Adam::new(0.1).unwrap())
+            .epochs(3)
+            .resume_from(checkpoint)
+            .fit(
+                &mut model,
+                Array3::zeros((4, 3, 1)).view(),
+                Array3::zeros((4, 1, 1)).view(),
+            );
+    }
 }
 
 fn assert_no_panic(what: &str, seed: u64, bytes: &[u8], f: impl FnOnce()) {

@@ -791,3 +791,98 @@ fn windows_and_training_feed_a_saved_forecaster_end_to_end() {
         expected
     );
 }
+
+#[test]
+fn a_checkpoint_with_an_inconsistent_optimizer_state_is_refused_and_leaves_the_model_as_it_was() {
+    let (x, y) = toy_task();
+    let dir = scratch("bad-optimizer-state");
+    let path = dir.join("ckpt.json");
+    let mut model = toy_model();
+    toy_trainer(2)
+        .checkpoint_every(1, &path, Format::Json)
+        .fit(&mut model, x.view(), y.view())
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let good = Checkpoint::load(&path).unwrap();
+    let tampered: Vec<String> = vec![
+        // No moments although steps were taken; a step count that would overflow.
+        regex_replace(&text, "\"buffers\":[", "\"buffers\":[],\"ignored\":["),
+        regex_replace(
+            &text,
+            "\"step\":",
+            "\"step\":18446744073709551615,\"ignored\":",
+        ),
+    ];
+    for bad in tampered {
+        let checkpoint = Checkpoint::from_bytes(bad.as_bytes()).unwrap();
+        let mut fresh = toy_model();
+        let before = snapshot(&fresh);
+        let mut trainer = toy_trainer(4).resume_from(checkpoint);
+        let err = trainer.fit(&mut fresh, x.view(), y.view()).unwrap_err();
+        assert!(err.to_string().contains("optimizer state"), "{err}");
+        assert_eq!(
+            snapshot(&fresh),
+            before,
+            "a failed resume changed the model"
+        );
+        // The trainer still holds the checkpoint: the next fit fails the same way, never a
+        // fresh run (which would overwrite a checkpoint file).
+        assert!(trainer.fit(&mut fresh, x.view(), y.view()).is_err());
+    }
+    // The untampered checkpoint resumes.
+    toy_trainer(4)
+        .resume_from(good)
+        .fit(&mut toy_model(), x.view(), y.view())
+        .unwrap();
+}
+
+/// Replaces the first `from` in `text` by `to` (a plain substring, despite the name's habit).
+fn regex_replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from} not in the file");
+    text.replacen(from, to, 1)
+}
+
+#[test]
+fn a_forecaster_file_with_an_absurd_lookback_or_lag_is_refused_on_load() {
+    let values = Array2::from_shape_fn((40, 1), |(t, _)| 10.0 + t as f64);
+    let pipeline = Pipeline::fit(&[Transform::Difference { lag: 1 }], values.view()).unwrap();
+    let bundle = ForecastModel::new(
+        Sequential::<f64>::builder(1)
+            .gru(2)
+            .dense(1)
+            .build(0)
+            .unwrap(),
+        pipeline,
+        WindowSpec::new(4, 1),
+        vec!["y".into()],
+    )
+    .unwrap();
+    let text = String::from_utf8(bundle.to_bytes(Format::Json).unwrap()).unwrap();
+    for (from, to) in [
+        ("\"lookback\":4", "\"lookback\":1099511627776"),
+        ("\"lag\":1}", "\"lag\":9223372036854775807}"),
+    ] {
+        let hostile = text.replace(from, to);
+        assert_ne!(hostile, text, "{from}");
+        let err = ForecastModel::<f64>::from_bytes(hostile.as_bytes()).unwrap_err();
+        assert!(matches!(err, Error::CorruptFile { .. }), "{to}: {err}");
+    }
+}
+
+#[test]
+fn an_f64_weight_too_large_for_f32_is_refused_when_loading_as_f32() {
+    let mut model = Sequential::<f64>::builder(1)
+        .gru(2)
+        .dense(1)
+        .build(0)
+        .unwrap();
+    model.visit_params_mut(&mut |p| {
+        if p.name == "bias" {
+            p.value[0] = 1e300;
+        }
+    });
+    let bytes = model.to_bytes(Format::Binary).unwrap();
+    assert!(Sequential::<f64>::from_bytes(&bytes).is_ok());
+    let err = Sequential::<f32>::from_bytes(&bytes).unwrap_err();
+    assert!(err.to_string().contains("non-finite"), "{err}");
+}

@@ -181,3 +181,33 @@ fn streaming_rejects_bad_steps_and_layers_that_need_the_whole_window() {
         Err(Error::Shape { .. })
     ));
 }
+
+#[test]
+fn layers_after_a_last_step_layer_stream_as_predict_sees_them() {
+    // gru keeps its last step; the lstm after it reads a one-step sequence from a zero state in
+    // `predict`, so it must not carry a state from call to call when streaming.
+    for mut model in [
+        Sequential::<f64>::builder(1)
+            .gru(5)
+            .dense(4)
+            .lstm(3)
+            .dense(1)
+            .build(6)
+            .unwrap(),
+        Sequential::<f64>::builder(1)
+            .lstm(4)
+            .return_sequences(false)
+            .gru(3)
+            .dense(1)
+            .build(7)
+            .unwrap(),
+    ] {
+        let x = sequence::<f64>(2, 15, 1);
+        let steps = streamed(&mut model, &x);
+        for t in [0, 7, 14] {
+            let prefix = model.predict(x.slice(s![.., ..=t, ..])).unwrap();
+            let err = relative_error(&steps.slice(s![.., t..=t, ..]).to_owned(), &prefix);
+            assert!(err <= 1e-12, "{:?} prefix {t}: {err:e}", model.specs());
+        }
+    }
+}

@@ -171,7 +171,7 @@ impl Pipeline {
                 }
                 (Transform::Log, Fitted::Log) | (Transform::Sqrt, Fitted::Sqrt) => &[],
                 (Transform::Difference { lag }, Fitted::Difference { lag: fitted })
-                    if lag == fitted && *lag >= 1 =>
+                    if lag == fitted && (1..=crate::persist::MAX_DIMENSION).contains(lag) =>
                 {
                     &[]
                 }

@@ -71,6 +71,12 @@ impl WindowSpec {
                     "must be at least 1, got 0",
                 ));
             }
+            if n > crate::persist::MAX_DIMENSION {
+                return Err(Error::config(
+                    format!("window {what}"),
+                    format!("{n} is above the limit {}", crate::persist::MAX_DIMENSION),
+                ));
+            }
         }
         for (what, cols) in [("input", &self.inputs), ("target", &self.targets)] {
             if cols.is_empty() {

@@ -107,9 +107,9 @@ impl<'a, F: Float> Forecaster<'a, F> {
         // last origin once equals transforming each origin's prefix.
         let transformed = self.pipeline.transform(values.slice(s![..=last, ..]))?;
         let (lookback, n_in) = (self.spec.lookback, self.spec.inputs.len());
-        let mut x = ndarray::Array3::<F>::zeros((origins.len(), lookback, n_in));
-        for (i, &origin) in origins.iter().enumerate() {
-            if origin < lost + lookback - 1 {
+        // Every origin is checked before the inputs are allocated.
+        for &origin in origins {
+            if origin + 1 < lost.saturating_add(lookback) {
                 return Err(Error::config(
                     "forecast origin",
                     format!(
@@ -117,6 +117,9 @@ impl<'a, F: Float> Forecaster<'a, F> {
                     ),
                 ));
             }
+        }
+        let mut x = ndarray::Array3::<F>::zeros((origins.len(), lookback, n_in));
+        for (i, &origin) in origins.iter().enumerate() {
             let end = origin - lost; // row of `transformed` holding the origin
             for t in 0..lookback {
                 for (c, &col) in self.spec.inputs.iter().enumerate() {

@@ -1049,8 +1049,17 @@ impl<F: Float> Layer<F> for Sequential<F> {
             .next()
             .ok_or_else(|| Error::config("sequential", "has no layers"))?;
         let mut a = first.step(x)?;
+        // After a layer that keeps only its last step, each call's output stands for the whole
+        // sequence so far: the layers after it see it as a one-step sequence of its own, as in
+        // `predict`, so they start from a fresh state each call instead of carrying one.
+        let mut collapsed = first.output_steps(2) == 1;
         for layer in layers {
-            a = layer.step(a.view())?;
+            a = if collapsed {
+                layer.predict(a.view())?
+            } else {
+                layer.step(a.view())?
+            };
+            collapsed |= layer.output_steps(2) == 1;
         }
         Ok(a)
     }
