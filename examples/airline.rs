@@ -41,6 +41,10 @@
 //! The model runs in f64 so that the table does not depend on how the kernels round: in f32
 //! the rows without dropout moved by up to 1.6 points between two builds of the library that
 //! sum in a different order, enough to reorder the close rows at the top.
+//!
+//! For the record: two candidates rejected on the way were also run on the test months (f32,
+//! 200 epochs: 4.57 %; f64, 200 epochs: 4.64 %, median of seeds 0–4) before the f64 search
+//! above was redone and chose 100 epochs; that choice used the validation folds only.
 
 mod common;
 
