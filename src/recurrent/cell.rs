@@ -119,6 +119,7 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
                         hid,
                         h.as_ptr(),
                         lda,
+                        1,
                         out_ptr.add(col),
                         ldc,
                         Init::Row(&bias[g * hid..(g + 1) * hid]),
@@ -168,6 +169,7 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
                     rows.len(),
                     d.as_ptr(),
                     lda,
+                    1,
                     out.as_mut_ptr(),
                     ldc,
                     init,
@@ -318,13 +320,15 @@ pub trait Cell: Debug + Clone + Send + Sync + 'static {
         mut d_weight_hh: ArrayViewMut2<'_, F>,
     ) {
         let _ = (hidden, extra);
-        general_mat_mul(
-            F::one(),
-            &d_recurrent.t(),
-            &h_prev,
-            F::one(),
-            &mut d_weight_hh,
-        );
+        if !kernels::add_at_b(d_recurrent, h_prev, d_weight_hh.view_mut()) {
+            general_mat_mul(
+                F::one(),
+                &d_recurrent.t(),
+                &h_prev,
+                F::one(),
+                &mut d_weight_hh,
+            );
+        }
     }
 }
 

@@ -85,13 +85,17 @@ impl Cell for GruCell {
         mut d_weight_hh: ArrayViewMut2<'_, F>,
     ) {
         match self {
-            GruCell::ResetAfter => general_mat_mul(
-                F::one(),
-                &d_recurrent.t(),
-                &h_prev,
-                F::one(),
-                &mut d_weight_hh,
-            ),
+            GruCell::ResetAfter => {
+                if !super::kernels::add_at_b(d_recurrent, h_prev, d_weight_hh.view_mut()) {
+                    general_mat_mul(
+                        F::one(),
+                        &d_recurrent.t(),
+                        &h_prev,
+                        F::one(),
+                        &mut d_weight_hh,
+                    );
+                }
+            }
             GruCell::ResetBefore => {
                 let h2 = 2 * hidden;
                 // r and z rows multiply h_{t−1}; the n rows multiply r ⊙ h_{t−1}.

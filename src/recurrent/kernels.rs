@@ -233,6 +233,38 @@ impl<F: Float> Packed<F> {
         }
     }
 
+    /// Packs the row-major `B` `[rows, cols]` held in `data` (row stride `ld`): whole panel
+    /// rows are copied at once.
+    pub(crate) fn from_row_major(
+        rows: usize,
+        cols: usize,
+        data: &[F],
+        ld: usize,
+        backend: Backend,
+    ) -> Self {
+        let nr = backend.nr();
+        let panels = cols.div_ceil(nr);
+        assert!(
+            rows == 0 || data.len() >= (rows - 1) * ld + cols,
+            "data holds the rows"
+        );
+        let mut packed = vec![F::zero(); panels * rows * nr];
+        for p in 0..panels {
+            let width = nr.min(cols - p * nr);
+            let panel = &mut packed[p * rows * nr..(p + 1) * rows * nr];
+            for (k, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                let src = &data[k * ld + p * nr..k * ld + p * nr + width];
+                dst[..width].copy_from_slice(src);
+            }
+        }
+        Packed {
+            data: packed,
+            k: rows,
+            n: cols,
+            backend,
+        }
+    }
+
     /// `K`.
     pub(crate) fn rows(&self) -> usize {
         self.k
@@ -260,13 +292,14 @@ impl<F: Float> Packed<F> {
         assert!(a.len() >= (m - 1) * lda + kc, "A holds m rows of kc");
         assert!(c.len() >= (m - 1) * ldc + self.n, "C holds m rows of N");
         // SAFETY: the slices hold the rows just checked.
-        unsafe { self.gemm_raw(m, k0, kc, a.as_ptr(), lda, c.as_mut_ptr(), ldc, init) }
+        unsafe { self.gemm_raw(m, k0, kc, a.as_ptr(), lda, 1, c.as_mut_ptr(), ldc, init) }
     }
 
     /// [`gemm`](Self::gemm) on raw pointers.
     ///
     /// # Safety
-    /// `a` must be valid for reads at `i·lda + k` (i < m, k < kc) and `c` for reads and
+    /// `A[i, k]` is read at `a[i·lda + k·acs]` (`acs` = 1: row-major rows; `lda` = 1: a
+    /// column-major, i.e. transposed, operand). `a` must be valid for reads at `i·lda + k·acs` (i < m, k < kc) and `c` for reads and
     /// writes at `i·ldc + j` (i < m, j < N), with no other live reference to those elements.
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn gemm_raw(
@@ -276,6 +309,7 @@ impl<F: Float> Packed<F> {
         kc: usize,
         a: *const F,
         lda: usize,
+        acs: usize,
         c: *mut F,
         ldc: usize,
         init: Init<'_, F>,
@@ -295,7 +329,17 @@ impl<F: Float> Packed<F> {
                 let chunk_init = if done == 0 { init } else { Init::Accumulate };
                 // SAFETY: a sub-range of the caller's k range, same rows.
                 unsafe {
-                    self.gemm_raw(m, k0 + done, len, a.add(done), lda, c, ldc, chunk_init);
+                    self.gemm_raw(
+                        m,
+                        k0 + done,
+                        len,
+                        a.add(done * acs),
+                        lda,
+                        acs,
+                        c,
+                        ldc,
+                        chunk_init,
+                    );
                 }
                 done += len;
             }
@@ -312,6 +356,7 @@ impl<F: Float> Packed<F> {
                     kc,
                     a.cast(),
                     lda,
+                    acs,
                     c.cast(),
                     ldc,
                     cast_init(init),
@@ -324,11 +369,12 @@ impl<F: Float> Packed<F> {
                     kc,
                     a.cast(),
                     lda,
+                    acs,
                     c.cast(),
                     ldc,
                     cast_init(init),
                 ),
-                _ => gemm_portable(self, m, k0, kc, a, lda, c, ldc, init),
+                _ => gemm_portable(self, m, k0, kc, a, lda, acs, c, ldc, init),
             }
         }
     }
@@ -401,6 +447,7 @@ unsafe fn gemm_portable<F: Float>(
     kc: usize,
     a: *const F,
     lda: usize,
+    acs: usize,
     c: *mut F,
     ldc: usize,
     init: Init<'_, F>,
@@ -418,10 +465,10 @@ unsafe fn gemm_portable<F: Float>(
                 let c0 = c.add(i0 * ldc + p * PORTABLE_NR);
                 let init0 = shift(init, p * PORTABLE_NR);
                 match mm {
-                    4 => tile_portable::<F, 4>(kc, a0, lda, bp, c0, ldc, nn, init0),
-                    3 => tile_portable::<F, 3>(kc, a0, lda, bp, c0, ldc, nn, init0),
-                    2 => tile_portable::<F, 2>(kc, a0, lda, bp, c0, ldc, nn, init0),
-                    _ => tile_portable::<F, 1>(kc, a0, lda, bp, c0, ldc, nn, init0),
+                    4 => tile_portable::<F, 4>(kc, a0, lda, acs, bp, c0, ldc, nn, init0),
+                    3 => tile_portable::<F, 3>(kc, a0, lda, acs, bp, c0, ldc, nn, init0),
+                    2 => tile_portable::<F, 2>(kc, a0, lda, acs, bp, c0, ldc, nn, init0),
+                    _ => tile_portable::<F, 1>(kc, a0, lda, acs, bp, c0, ldc, nn, init0),
                 }
             }
             i0 += mm;
@@ -444,6 +491,7 @@ unsafe fn tile_portable<F: Float, const MR: usize>(
     kc: usize,
     a: *const F,
     lda: usize,
+    acs: usize,
     b: *const F,
     c: *mut F,
     ldc: usize,
@@ -455,7 +503,7 @@ unsafe fn tile_portable<F: Float, const MR: usize>(
         // SAFETY: k < kc inside the panel and the A rows (caller).
         let brow = unsafe { &*b.add(k * PORTABLE_NR).cast::<[F; PORTABLE_NR]>() };
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            let av = unsafe { *a.add(i * lda + k) };
+            let av = unsafe { *a.add(i * lda + k * acs) };
             for (s, &bv) in acc_row.iter_mut().zip(brow) {
                 *s += av * bv;
             }
@@ -478,7 +526,7 @@ mod x86 {
 
     /// Rows in blocks of `$mr` (remainder blocks dispatched to smaller instances).
     macro_rules! row_blocks {
-        ($b:expr, $m:expr, $k0:expr, $kc:expr, $a:expr, $lda:expr, $c:expr, $ldc:expr,
+        ($b:expr, $m:expr, $k0:expr, $kc:expr, $a:expr, $lda:expr, $acs:expr, $c:expr, $ldc:expr,
          $init:expr, $nr:expr, $mr:expr, $tile:ident, [$($n:literal),*]) => {{
             let n = $b.n;
             for p in 0..n.div_ceil($nr) {
@@ -491,7 +539,7 @@ mod x86 {
                     let c0 = $c.add(i0 * $ldc + p * $nr);
                     let init0 = shift($init, p * $nr);
                     match mm {
-                        $($n => $tile::<$n>($kc, a0, $lda, bp, c0, $ldc, nn, init0),)*
+                        $($n => $tile::<$n>($kc, a0, $lda, $acs, bp, c0, $ldc, nn, init0),)*
                         _ => unreachable!(),
                     }
                     i0 += mm;
@@ -509,6 +557,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         lda: usize,
+        acs: usize,
         c: *mut f32,
         ldc: usize,
         init: Init<'_, f32>,
@@ -521,6 +570,7 @@ mod x86 {
                 kc,
                 a,
                 lda,
+                acs,
                 c,
                 ldc,
                 init,
@@ -538,6 +588,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         lda: usize,
+        acs: usize,
         b: *const f32,
         c: *mut f32,
         ldc: usize,
@@ -550,7 +601,7 @@ mod x86 {
                 let b0 = _mm256_loadu_ps(b.add(k * 16));
                 let b1 = _mm256_loadu_ps(b.add(k * 16 + 8));
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*a.add(i * lda + k));
+                    let av = _mm256_broadcast_ss(&*a.add(i * lda + k * acs));
                     row[0] = _mm256_fmadd_ps(av, b0, row[0]);
                     row[1] = _mm256_fmadd_ps(av, b1, row[1]);
                 }
@@ -595,6 +646,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         lda: usize,
+        acs: usize,
         c: *mut f32,
         ldc: usize,
         init: Init<'_, f32>,
@@ -607,6 +659,7 @@ mod x86 {
                 kc,
                 a,
                 lda,
+                acs,
                 c,
                 ldc,
                 init,
@@ -626,6 +679,7 @@ mod x86 {
         kc: usize,
         a: *const f32,
         lda: usize,
+        acs: usize,
         b: *const f32,
         c: *mut f32,
         ldc: usize,
@@ -638,7 +692,7 @@ mod x86 {
                 let b0 = _mm512_loadu_ps(b.add(k * 32));
                 let b1 = _mm512_loadu_ps(b.add(k * 32 + 16));
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(i * lda + k));
+                    let av = _mm512_set1_ps(*a.add(i * lda + k * acs));
                     row[0] = _mm512_fmadd_ps(av, b0, row[0]);
                     row[1] = _mm512_fmadd_ps(av, b1, row[1]);
                 }
@@ -670,6 +724,70 @@ mod x86 {
             }
         }
     }
+}
+
+/// The whole-sequence weight gradient runs on ndarray's `general_mat_mul` (matrixmultiply)
+/// unless `RECURRENT_WGRAD=own` (read once): measured on this crate's benchmarks, the packed
+/// kernel with aᵀ copied block by block was slower there (LSTM M training step 44–48 ms against
+/// 36–40 ms), so it stays a measurement option.
+fn weight_grad_on_matrixmultiply() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| !std::env::var("RECURRENT_WGRAD").is_ok_and(|v| v == "own"))
+}
+
+/// `out [N, P] += aᵀ · b` for `a` `[M, N]` and `b` `[M, P]`, all row-major and contiguous:
+/// `b` is packed (panels over P), `aᵀ` is read in place as a column-major operand. The weight
+/// gradient `∂W = ∂Aᵀ · H` over all `T·B` rows. Returns `false` (and does nothing) if a layout
+/// does not fit.
+pub(crate) fn add_at_b<F: Float>(
+    a: ndarray::ArrayView2<'_, F>,
+    b: ndarray::ArrayView2<'_, F>,
+    mut out: ndarray::ArrayViewMut2<'_, F>,
+) -> bool {
+    let (m, n) = a.dim();
+    let (mb, p) = b.dim();
+    if mb != m || out.dim() != (n, p) || m == 0 {
+        return m == 0 && mb == 0 && out.dim() == (n, p);
+    }
+    let (Some(a_s), Some(b_s), true) = (a.as_slice(), b.as_slice(), out.is_standard_layout())
+    else {
+        return false;
+    };
+    if weight_grad_on_matrixmultiply() {
+        return false;
+    }
+    let packed = Packed::from_row_major(m, p, b_s, p, backend_for::<F>());
+    // aᵀ is copied chunk by chunk into a row-major [n, KC] block (read in place, its columns
+    // would sit a power-of-two stride apart and thrash the cache's sets).
+    let ld = KC + 8;
+    let mut block = vec![F::zero(); n * ld];
+    let out_ptr = out.as_mut_ptr();
+    let mut k0 = 0;
+    while k0 < m {
+        let kc = KC.min(m - k0);
+        for (kk, row) in a_s[k0 * n..(k0 + kc) * n].chunks_exact(n).enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                block[i * ld + kk] = v;
+            }
+        }
+        // SAFETY: block holds n rows of kc at stride ld; `out` is [n, p] contiguous and
+        // borrowed mutably.
+        unsafe {
+            packed.gemm_raw(
+                n,
+                k0,
+                kc,
+                block.as_ptr(),
+                ld,
+                1,
+                out_ptr,
+                p,
+                Init::Accumulate,
+            );
+        }
+        k0 += kc;
+    }
+    true
 }
 
 /// Below this many inputs `I`, the input-side backward products (∂X, ∂W_ih) are row loops

@@ -559,6 +559,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                     i,
                     x_rows.as_ptr(),
                     i,
+                    1,
                     gates.as_mut_ptr().cast::<F>(),
                     gh,
                     Start::Row(bias),
