@@ -3,8 +3,8 @@
 //! * `forward/{lstm,gru,rnn}/{T,S,M,L}`: inference, the recurrent layer's predict plus the head's;
 //! * `train_step/{lstm,gru,rnn}/{T,S,M,L}`: zero the gradients, forward, MSE, backward, one Adam
 //!   step (what PyTorch's `opt.zero_grad(); loss.backward(); opt.step()` does);
-//! * `stream_step/{lstm,gru,rnn}/{T,S}`: the latency of one observation in streaming use, a
-//!   stateful layer's predict on `[B, 1, I]` plus the head;
+//! * `stream_step/{lstm,gru,rnn}/{T,S}`: the latency of one observation in streaming use: the
+//!   layer's [`Layer::step`] on `[B, 1, I]` (state carried from the window before) plus the head;
 //! * `airline_epoch/lstm32`: one epoch of the airline recipe (LSTM(32), lookback 24, horizon 1,
 //!   batch 16 over the 95 training windows of the log-differenced, standardized series) through
 //!   [`Trainer`];
@@ -256,8 +256,8 @@ fn train_step(c: &mut Criterion) {
     }
 }
 
-/// `stream_step/{lstm,gru,rnn}/{T,S}`: one new observation per series (`[B, 1, I]`) through a
-/// stateful layer carrying the state of the configuration's window, then the head.
+/// `stream_step/{lstm,gru,rnn}/{T,S}`: one new observation per series (`[B, 1, I]`) through
+/// [`Layer::step`], carrying the state of the configuration's window, then the head.
 fn stream_step(c: &mut Criterion) {
     for cfg in &CONFIGS[..2] {
         let mut group = group_for(c, "stream_step", cfg);
@@ -266,13 +266,19 @@ fn stream_step(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(cell.id(), cfg.name), |b| {
                 let (s, one) = setup.get_or_insert_with(|| {
                     let mut s = Setup::new(cell, cfg);
-                    s.model.rnn.set_stateful(true);
-                    // Read the window once (untimed): the carried state is then a real one.
-                    s.model.rnn.forward(s.x.view()).expect("forward");
+                    // Read the window step by step (untimed): the carried state is a real one.
+                    for t in 0..cfg.steps {
+                        let x_t = s.x.slice(s![.., t..t + 1, ..]).to_owned();
+                        s.model.rnn.step(x_t.view()).expect("step");
+                    }
                     let one = s.x.slice(s![.., ..1, ..]).to_owned();
                     (s, one)
                 });
-                b.iter(|| s.model.predict(black_box(one)));
+                // One observation: the layer's streaming step (state carried), then the head.
+                b.iter(|| {
+                    let h = s.model.rnn.step(black_box(one.view())).expect("step");
+                    s.model.head.predict(h.view()).expect("head")
+                });
             });
         }
         group.finish();

@@ -39,6 +39,13 @@ TARGETS = {
     "train": {"T": 10.0, "S": 3.0, "M": 1.5, "L": 1.0},
     "infer": {"T": 10.0, "S": 2.0, "M": None, "L": None},
 }
+# PyTorch 2.15 figures on this machine quoted in the performance issue (1 thread, ms, median),
+# against which the targets were set; printed next to the figures of the run at hand.
+ISSUE_TORCH_MS = {
+    ("lstm", "T"): (0.89, 0.091), ("lstm", "S"): (2.21, 0.389), ("lstm", "M"): (49.4, 7.81), ("lstm", "L"): (799.0, 202.0),
+    ("gru", "T"): (2.66, 0.271), ("gru", "S"): (6.57, 1.01), ("gru", "M"): (49.3, 11.6), ("gru", "L"): (719.0, 231.0),
+    ("rnn", "T"): (1.28, 0.120), ("rnn", "S"): (2.66, 0.346), ("rnn", "M"): (14.3, 3.56), ("rnn", "L"): (225.0, 68.0),
+}
 GEMM_SHAPES = {"hh_M": (64, 128, 512), "hh_L": (128, 512, 2048), "2048": (2048, 2048, 2048)}
 
 
@@ -156,7 +163,8 @@ def main():
     for n in threads_list:
         baseline = args.baseline or f"t{n}"
         print(f"\n{n} thread{'s' if n > 1 else ''} (criterion baseline '{baseline}'; ratio = PyTorch / recurrent)")
-        head = ["cell", "config", "mode", "PyTorch ms", "recurrent ms", "ratio", "target", "GFLOP/s", "ok"]
+        head = ["cell", "config", "mode", "PyTorch ms", "recurrent ms", "ratio", "target", "GFLOP/s", "ok",
+                "issue's PyTorch ms", "ratio to it"]
         rows = []
         for cfg in configs:
             for cell in cells:
@@ -170,10 +178,14 @@ def main():
                     tgt = TARGETS[mode][cfg] if n == 1 else None
                     ok = "" if ratio is None or tgt is None else ("yes" if ratio >= tgt else "NO")
                     gf = rnn_flops(cell, cfg, mode) / (ours * 1e-3) / 1e9 if ours else None
+                    quoted = ISSUE_TORCH_MS.get((cell, cfg), (None, None))[0 if mode == "train" else 1]
+                    quoted = quoted if n == 1 else None
+                    q_ratio = quoted / ours if ours and quoted else None
                     rows.append([cell, cfg, mode, fmt_ms(theirs), fmt_ms(ours),
                                  f"{ratio:.2f}x" if ratio else "—",
                                  f">= {tgt:g}x" if tgt else "report",
-                                 f"{gf:.1f}" if gf else "—", ok])
+                                 f"{gf:.1f}" if gf else "—", ok,
+                                 fmt_ms(quoted), f"{q_ratio:.2f}x" if q_ratio else "—"])
         print_table(head, rows, args.markdown)
 
     if args.gemm:
