@@ -886,7 +886,14 @@ mod tests {
 
     fn check<F: Float>(backend: Backend, tol: f64) {
         // Sizes straddle the panel widths and the row blocks.
-        for &(m, k, n) in &[(1, 3, 5), (7, 16, 33), (13, 40, 64), (25, 9, 100)] {
+        // k = 300 spans several KC chunks.
+        for &(m, k, n) in &[
+            (1, 3, 5),
+            (7, 16, 33),
+            (13, 40, 64),
+            (25, 9, 100),
+            (14, 300, 40),
+        ] {
             let a: Vec<F> = (0..m * k)
                 .map(|v| F::from_f64(((v * 7 % 13) as f64 - 6.0) / 7.0))
                 .collect();
