@@ -321,15 +321,40 @@ pub trait Cell: Debug + Clone + Send + Sync + 'static {
     ) {
         let _ = (hidden, extra);
         if !kernels::add_at_b(d_recurrent, h_prev, d_weight_hh.view_mut()) {
-            general_mat_mul(
-                F::one(),
-                &d_recurrent.t(),
-                &h_prev,
-                F::one(),
-                &mut d_weight_hh,
-            );
+            add_at_b_threaded(d_recurrent, h_prev, d_weight_hh);
         }
     }
+}
+
+/// `out [N, P] += aᵀ · b` for `a` `[M, N]`, `b` `[M, P]` on ndarray's `general_mat_mul`, with
+/// the rows of `out` split over the recurrent passes' threads when the product is large
+/// (the whole-sequence weight gradient at the M and L sizes).
+pub(crate) fn add_at_b_threaded<F: Float>(
+    a: ArrayView2<'_, F>,
+    b: ArrayView2<'_, F>,
+    mut out: ArrayViewMut2<'_, F>,
+) {
+    let (m, n) = a.dim();
+    let p = b.ncols();
+    let parts = kernels::batch_parts(n, 1, m, p);
+    if parts.len() == 1 {
+        general_mat_mul(F::one(), &a.t(), &b, F::one(), &mut out);
+        return;
+    }
+    std::thread::scope(|scope| {
+        let mut rest = out.view_mut();
+        let mut start = 0;
+        for range in parts {
+            let (mut mine, tail) = rest.split_at(Axis(0), range.end - start);
+            rest = tail;
+            let a_part = a.slice(s![.., range.clone()]);
+            let b_view = b.view();
+            start = range.end;
+            scope.spawn(move || {
+                general_mat_mul(F::one(), &a_part.t(), &b_view, F::one(), &mut mine);
+            });
+        }
+    });
 }
 
 /// `[rows, cols]` view of a row-major slice (internal: sizes are the driver's own).

@@ -87,13 +87,7 @@ impl Cell for GruCell {
         match self {
             GruCell::ResetAfter => {
                 if !super::kernels::add_at_b(d_recurrent, h_prev, d_weight_hh.view_mut()) {
-                    general_mat_mul(
-                        F::one(),
-                        &d_recurrent.t(),
-                        &h_prev,
-                        F::one(),
-                        &mut d_weight_hh,
-                    );
+                    super::cell::add_at_b_threaded(d_recurrent, h_prev, d_weight_hh);
                 }
             }
             GruCell::ResetBefore => {
