@@ -715,12 +715,36 @@ mod x86 {
                     _mm512_storeu_ps(dst.add(16), x1);
                 }
             } else {
-                let mut tmp = [[0.0f32; 32]; MR];
-                for (t, row) in tmp.iter_mut().zip(&acc) {
-                    _mm512_storeu_ps(t.as_mut_ptr(), row[0]);
-                    _mm512_storeu_ps(t.as_mut_ptr().add(16), row[1]);
+                // A partial panel (the last columns, or H < 32): masked loads and stores touch
+                // only the nn valid columns (masked-off lanes are never read or written; the second
+                // half's address may lie past the row, hence wrapping_add).
+                let lanes = |n: usize| -> __mmask16 {
+                    if n >= 16 {
+                        0xFFFF
+                    } else {
+                        ((1u32 << n) - 1) as __mmask16
+                    }
+                };
+                let (m0, m1) = (lanes(nn), lanes(nn.saturating_sub(16)));
+                for (i, row) in acc.iter().enumerate() {
+                    let dst = c.add(i * ldc);
+                    let (x0, x1) = match init {
+                        Init::Zero => (row[0], row[1]),
+                        Init::Accumulate => (
+                            _mm512_add_ps(row[0], _mm512_maskz_loadu_ps(m0, dst)),
+                            _mm512_add_ps(row[1], _mm512_maskz_loadu_ps(m1, dst.wrapping_add(16))),
+                        ),
+                        Init::Row(r) => (
+                            _mm512_add_ps(row[0], _mm512_maskz_loadu_ps(m0, r.as_ptr())),
+                            _mm512_add_ps(
+                                row[1],
+                                _mm512_maskz_loadu_ps(m1, r.as_ptr().wrapping_add(16)),
+                            ),
+                        ),
+                    };
+                    _mm512_mask_storeu_ps(dst, m0, x0);
+                    _mm512_mask_storeu_ps(dst.wrapping_add(16), m1, x1);
                 }
-                store_tile(&tmp, MR, nn, c, ldc, init, 0);
             }
         }
     }
