@@ -604,7 +604,7 @@ fn plan(input: usize, specs: &[LayerSpec]) -> std::result::Result<(u128, usize),
             }
             LayerSpec::Unflatten { horizon } => {
                 let h = steps("unflatten horizon", *horizon)?;
-                if features % h != 0 {
+                if !features.is_multiple_of(h) {
                     return Err(format!("{features} features do not split into {h} steps"));
                 }
                 (0, features / h)

@@ -275,7 +275,7 @@ pub type MetricFn<F> = Box<dyn FnMut(&dyn Layer<F>) -> Result<f64> + Send>;
 pub fn progress_printer(every: usize) -> Callback {
     let every = every.max(1);
     Box::new(move |r: &EpochReport| {
-        if (r.epoch + 1) % every == 0 || r.epoch + 1 == r.epochs || r.epoch == 0 {
+        if (r.epoch + 1).is_multiple_of(every) || r.epoch + 1 == r.epochs || r.epoch == 0 {
             let val = r
                 .val_loss
                 .map(|v| format!("  val {v:.6}"))
@@ -733,10 +733,10 @@ impl<F: Float> Trainer<F> {
         // The base rate goes back into the optimizer however the epochs ended.
         self.optimizer.set_learning_rate(run.base_lr)?;
         let diverged = outcome?;
-        if restore_at_end || diverged.is_some() {
-            if let Some(weights) = &run.best_weights {
-                restore(model, weights);
-            }
+        if (restore_at_end || diverged.is_some())
+            && let Some(weights) = &run.best_weights
+        {
+            restore(model, weights);
         }
         let mut history = run.history;
         history.best_epoch = run.best.map(|(_, e)| e);
@@ -885,7 +885,7 @@ impl<F: Float> Trainer<F> {
             }
             run.epochs_done = epoch + 1;
             if let Some(c) = &self.checkpoints
-                && run.epochs_done % c.every == 0
+                && run.epochs_done.is_multiple_of(c.every)
             {
                 self.write_checkpoint(run, model)?;
             }

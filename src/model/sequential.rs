@@ -475,7 +475,7 @@ impl<F: Float> SequentialBuilder<F> {
                     )
                 }
                 Pending::Unflatten(horizon) => {
-                    if horizon == 0 || features % horizon != 0 {
+                    if horizon == 0 || !features.is_multiple_of(horizon) {
                         return Err(wrap(Error::config(
                             "unflatten",
                             format!("{features} features do not split into {horizon} steps"),

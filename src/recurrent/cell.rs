@@ -102,7 +102,7 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
         let (b, k) = h.dim();
         assert_eq!(k, hid, "h has H columns");
         assert_eq!(out.dim(), (b, rows.len()), "out is [B, rows]");
-        let aligned = hid > 0 && rows.start % hid == 0 && rows.end % hid == 0;
+        let aligned = hid > 0 && rows.start.is_multiple_of(hid) && rows.end.is_multiple_of(hid);
         if aligned && !self.forward.is_empty() && row_major(&h) && row_major(&out.view()) {
             let (lda, ldc) = (h.strides()[0] as usize, out.strides()[0] as usize);
             let bias = self.bias_hh.as_slice().expect("bias_hh is contiguous");
