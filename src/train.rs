@@ -709,12 +709,6 @@ impl<F: Float> Trainer<F> {
             ));
         }
         let n = x.shape()[0];
-        if self.checkpoints.is_some() && self.optimizer.state().is_none() {
-            return Err(Error::Unsupported(format!(
-                "checkpoints: the {} optimizer cannot export its state",
-                self.optimizer.name()
-            )));
-        }
         // The checkpoint is used up only once it has been restored: after a failed resume the
         // same trainer still holds it (and writes no fresh start over the user's file).
         let fresh = self.resume.is_none();
@@ -725,6 +719,8 @@ impl<F: Float> Trainer<F> {
         self.resume = None;
         if fresh {
             // A checkpoint of the untouched start, so even a crash in the first epochs resumes.
+            // It is also where an optimizer that cannot export its state is refused, before any
+            // training (a resumed run's optimizer has just loaded one, so it can).
             self.write_checkpoint(&run, model)?;
         }
         let restore_at_end = self.early_stopping.is_some_and(|e| e.restore_best_weights);
