@@ -233,38 +233,6 @@ impl<F: Float> Packed<F> {
         }
     }
 
-    /// Packs the row-major `B` `[rows, cols]` held in `data` (row stride `ld`): whole panel
-    /// rows are copied at once.
-    pub(crate) fn from_row_major(
-        rows: usize,
-        cols: usize,
-        data: &[F],
-        ld: usize,
-        backend: Backend,
-    ) -> Self {
-        let nr = backend.nr();
-        let panels = cols.div_ceil(nr);
-        assert!(
-            rows == 0 || data.len() >= (rows - 1) * ld + cols,
-            "data holds the rows"
-        );
-        let mut packed = vec![F::zero(); panels * rows * nr];
-        for p in 0..panels {
-            let width = nr.min(cols - p * nr);
-            let panel = &mut packed[p * rows * nr..(p + 1) * rows * nr];
-            for (k, dst) in panel.chunks_exact_mut(nr).enumerate() {
-                let src = &data[k * ld + p * nr..k * ld + p * nr + width];
-                dst[..width].copy_from_slice(src);
-            }
-        }
-        Packed {
-            data: packed,
-            k: rows,
-            n: cols,
-            backend,
-        }
-    }
-
     /// `K`.
     pub(crate) fn rows(&self) -> usize {
         self.k
@@ -748,68 +716,222 @@ mod x86 {
             }
         }
     }
+
+    /// `C[i, j] += Σ_k A[k, i]·B[k, j]` for rows `rows` of `C` and all `p` columns, `A`
+    /// `[m, ·]`, `B` `[m, p]` and `C` row-major at the given row strides (unit column stride).
+    ///
+    /// # Safety
+    /// The pointers must be valid for those elements (`C` for reads and writes, with no other
+    /// live reference to rows `rows`).
+    #[cfg(feature = "avx512")]
+    #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn at_b_avx512(
+        m: usize,
+        rows: std::ops::Range<usize>,
+        p: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut k0 = 0;
+        while k0 < m {
+            let kc = super::AT_B_KC.min(m - k0);
+            let mut i0 = rows.start;
+            while i0 < rows.end {
+                let mm = AVX512_MR.min(rows.end - i0);
+                let mut j0 = 0;
+                while j0 < p {
+                    let nn = 32.min(p - j0);
+                    // SAFETY: rows k0 .. k0 + kc, columns i0 .. i0 + mm of A and j0 .. j0 + nn
+                    // of B, the same tile of C: inside the caller's bounds.
+                    unsafe {
+                        let a0 = a.add(k0 * lda + i0);
+                        let b0 = b.add(k0 * ldb + j0);
+                        let c0 = c.add(i0 * ldc + j0);
+                        macro_rules! tile {
+                            ($($n:literal),*) => {
+                                match (mm, nn > 16) {
+                                    $(($n, true) => at_b_tile::<$n, 2>(kc, a0, lda, b0, ldb, c0, ldc, nn),
+                                      ($n, false) => at_b_tile::<$n, 1>(kc, a0, lda, b0, ldb, c0, ldc, nn),)*
+                                    _ => unreachable!(),
+                                }
+                            };
+                        }
+                        tile!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12);
+                    }
+                    j0 += nn;
+                }
+                i0 += mm;
+            }
+            k0 += kc;
+        }
+    }
+
+    /// One `[MR, 16·NV]` tile of [`at_b_avx512`]: `C += Aᵀ·B` over `kc` rows, the sums in
+    /// registers; `nn` ≤ 16·NV valid columns (masked loads and stores past them).
+    #[cfg(feature = "avx512")]
+    #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn at_b_tile<const MR: usize, const NV: usize>(
+        kc: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        nn: usize,
+    ) {
+        let lanes = |n: usize| -> __mmask16 {
+            if n >= 16 {
+                0xFFFF
+            } else {
+                ((1u32 << n) - 1) as __mmask16
+            }
+        };
+        let masks = [lanes(nn), lanes(nn.saturating_sub(16))];
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        // SAFETY (the loads and stores below): masked to the nn valid columns, rows < kc and
+        // columns < MR of A inside the caller's bounds; masked-off lanes are not accessed.
+        unsafe {
+            for k in 0..kc {
+                let brow = b.add(k * ldb);
+                let mut bv = [_mm512_setzero_ps(); NV];
+                for (v, bv) in bv.iter_mut().enumerate() {
+                    *bv = _mm512_maskz_loadu_ps(masks[v], brow.wrapping_add(16 * v));
+                }
+                let arow = a.add(k * lda);
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*arow.add(i));
+                    for (s, &bv) in row.iter_mut().zip(&bv) {
+                        *s = _mm512_fmadd_ps(av, bv, *s);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                let dst = c.add(i * ldc);
+                for (v, &sum) in row.iter().enumerate() {
+                    let d = dst.wrapping_add(16 * v);
+                    let x = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(masks[v], d));
+                    _mm512_mask_storeu_ps(d, masks[v], x);
+                }
+            }
+        }
+    }
 }
 
-/// The whole-sequence weight gradient runs on ndarray's `general_mat_mul` (matrixmultiply)
-/// unless `RECURRENT_WGRAD=own` (read once): measured on this crate's benchmarks, the packed
-/// kernel with aᵀ copied block by block was slower there (LSTM M training step 44–48 ms against
-/// 36–40 ms), so it stays a measurement option.
-fn weight_grad_on_matrixmultiply() -> bool {
+/// Whether the whole-sequence `aᵀ·b` products may run on this crate's AVX-512 kernel
+/// ([`add_at_b`]); `RECURRENT_WGRAD=matrixmultiply` (read once) keeps them on ndarray's
+/// `general_mat_mul`, to measure one against the other.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+fn at_b_on_own_kernel() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| !std::env::var("RECURRENT_WGRAD").is_ok_and(|v| v == "own"))
+    *ON.get_or_init(|| !std::env::var("RECURRENT_WGRAD").is_ok_and(|v| v == "matrixmultiply"))
 }
 
-/// `out [N, P] += aᵀ · b` for `a` `[M, N]` and `b` `[M, P]`, all row-major and contiguous:
-/// `b` is packed (panels over P), `aᵀ` is read in place as a column-major operand. The weight
-/// gradient `∂W = ∂Aᵀ · H` over all `T·B` rows. Returns `false` (and does nothing) if a layout
-/// does not fit.
+/// The widest `b` [`add_at_b`] takes: one 32-column panel, read in place (the S and T
+/// benchmark sizes, H ≤ 32). Wider products stay on matrixmultiply, which packs both operands:
+/// measured at the M weight gradient (`[6400, 512]ᵀ·[6400, 128]`, 1 thread) the in-place kernel
+/// reached 85–88 GFLOP/s and a packing variant of it no more, against matrixmultiply's 91–96,
+/// while at S (`[1600, 128]ᵀ·[1600, 32]`) it reaches 113–114 against 92 (the packing
+/// included).
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+const AT_B_MAX_COLS: usize = 32;
+
+/// Rows of `a` and `b` one sweep of [`add_at_b`] sums before it adds its tiles to `out`: a
+/// chunk of `b` 32 columns wide stays in L1 across the row blocks (256 rows: 32 KiB).
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+const AT_B_KC: usize = 256;
+
+/// `out [N, P] += aᵀ · b` for `a` `[M, N]` and `b` `[M, P]` (the weight gradients
+/// `∂W = ∂Aᵀ · H` over all `T·B` rows), for `P` ≤ [`AT_B_MAX_COLS`], on the AVX-512 kernel with
+/// both operands read in place: no transpose, no packing, no allocation. Each `[12, 32]` tile of `out` is summed in
+/// registers over chunks of [`AT_B_KC`] rows; `aᵀ`'s 12 values per row are contiguous in `a`.
+/// Rows of `out` are split over threads for large products (as the recurrent passes split
+/// their batch; the result does not depend on the split).
+///
+/// Returns `false` (and does nothing) where it does not apply: `P` too wide, not `f32`, no AVX-512F, the
+/// portable kernels forced, `RECURRENT_WGRAD=matrixmultiply`, or a view whose columns are
+/// not contiguous; the caller then uses `general_mat_mul`.
 pub(crate) fn add_at_b<F: Float>(
+    a: ndarray::ArrayView2<'_, F>,
+    b: ndarray::ArrayView2<'_, F>,
+    out: ndarray::ArrayViewMut2<'_, F>,
+) -> bool {
+    #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+    {
+        add_at_b_avx512(a, b, out)
+    }
+    #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
+    {
+        let _ = (a, b, out);
+        false
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+fn add_at_b_avx512<F: Float>(
     a: ndarray::ArrayView2<'_, F>,
     b: ndarray::ArrayView2<'_, F>,
     mut out: ndarray::ArrayViewMut2<'_, F>,
 ) -> bool {
     let (m, n) = a.dim();
     let (mb, p) = b.dim();
-    if mb != m || out.dim() != (n, p) || m == 0 {
-        return m == 0 && mb == 0 && out.dim() == (n, p);
-    }
-    let (Some(a_s), Some(b_s), true) = (a.as_slice(), b.as_slice(), out.is_standard_layout())
-    else {
-        return false;
-    };
-    if weight_grad_on_matrixmultiply() {
+    if mb != m || out.dim() != (n, p) {
         return false;
     }
-    let packed = Packed::from_row_major(m, p, b_s, p, backend_for::<F>());
-    // aᵀ is copied chunk by chunk into a row-major [n, KC] block (read in place, its columns
-    // would sit a power-of-two stride apart and thrash the cache's sets).
-    let ld = KC + 8;
-    let mut block = vec![F::zero(); n * ld];
-    let out_ptr = out.as_mut_ptr();
-    let mut k0 = 0;
-    while k0 < m {
-        let kc = KC.min(m - k0);
-        for (kk, row) in a_s[k0 * n..(k0 + kc) * n].chunks_exact(n).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                block[i * ld + kk] = v;
-            }
-        }
-        // SAFETY: block holds n rows of kc at stride ld; `out` is [n, p] contiguous and
-        // borrowed mutably.
+    if m == 0 || n == 0 || p == 0 {
+        return true;
+    }
+    if p > AT_B_MAX_COLS || backend_for::<F>() != Backend::Avx512 || !at_b_on_own_kernel() {
+        return false;
+    }
+    let unit_cols = |cols: usize, s: &[isize]| (cols <= 1 || s[1] == 1) && s[0] >= 0;
+    if !unit_cols(n, a.strides()) || !unit_cols(p, b.strides()) || !unit_cols(p, out.strides()) {
+        return false;
+    }
+    let (lda, ldb, ldc) = (
+        a.strides()[0] as usize,
+        b.strides()[0] as usize,
+        out.strides()[0] as usize,
+    );
+    let (a_ptr, b_ptr) = (
+        a.as_ptr().cast::<f32>() as usize,
+        b.as_ptr().cast::<f32>() as usize,
+    );
+    let c_ptr = out.as_mut_ptr().cast::<f32>() as usize;
+    let run = move |rows: std::ops::Range<usize>| {
+        // SAFETY: F is f32 (the AVX-512 backend is only chosen for f32) and the CPU has
+        // AVX-512F; the views hold m rows of n / p elements at the strides read above, and
+        // each call writes only the rows `rows` of `out`, borrowed mutably for this call.
         unsafe {
-            packed.gemm_raw(
-                n,
-                k0,
-                kc,
-                block.as_ptr(),
-                ld,
-                1,
-                out_ptr,
+            x86::at_b_avx512(
+                m,
+                rows,
                 p,
-                Init::Accumulate,
-            );
+                a_ptr as *const f32,
+                lda,
+                b_ptr as *const f32,
+                ldb,
+                c_ptr as *mut f32,
+                ldc,
+            )
         }
-        k0 += kc;
+    };
+    let parts = batch_parts(n, 1, m, p);
+    if parts.len() == 1 {
+        run(0..n);
+    } else {
+        std::thread::scope(|scope| {
+            for rows in parts {
+                scope.spawn(move || run(rows));
+            }
+        });
     }
     true
 }
@@ -940,6 +1062,59 @@ mod tests {
                         let got = c2[i * n + j].to_f64();
                         assert!((got - bias[j].to_f64() - dot).abs() < tol);
                     }
+                }
+            }
+        }
+    }
+
+    /// `add_at_b` (where it applies: f32 on AVX-512F) against the plain sums: widths around
+    /// the 16-lane halves, row counts around the 12-row blocks, chunks of `AT_B_KC` rows,
+    /// strided views (column slices of a wider `a` and `out`).
+    #[test]
+    fn add_at_b_matches_the_plain_product() {
+        use ndarray::{Array2, s};
+        for &(m, n, p) in &[
+            (1, 1, 1),
+            (5, 13, 16),
+            (300, 25, 17),
+            (600, 40, 32),
+            (70, 12, 31),
+        ] {
+            let a_full = Array2::<f32>::from_shape_fn((m, n + 3), |(i, j)| {
+                ((i * 7 + j * 3) % 13) as f32 / 6.5 - 1.0
+            });
+            let b = Array2::<f32>::from_shape_fn((m, p), |(i, j)| {
+                ((i * 5 + j) % 11) as f32 / 5.0 - 1.0
+            });
+            let a = a_full.slice(s![.., 2..n + 2]);
+            let mut out_full = Array2::<f32>::from_elem((n, p + 4), 0.5);
+            let applied = add_at_b(a, b.view(), out_full.slice_mut(s![.., 1..p + 1]));
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            if std::arch::is_x86_feature_detected!("avx512f") && !portable_forced() {
+                assert!(applied, "the AVX-512 path applies to {m}x{n}x{p}");
+            }
+            if !applied {
+                // Not this machine's path (no AVX-512F, portable forced, or f32 not fast-pathed).
+                assert_eq!(out_full, Array2::from_elem((n, p + 4), 0.5));
+                continue;
+            }
+            for i in 0..n {
+                assert_eq!(out_full[[i, 0]], 0.5, "columns left of the view untouched");
+                assert_eq!(
+                    out_full[[i, p + 1]],
+                    0.5,
+                    "columns right of the view untouched"
+                );
+                for j in 0..p {
+                    let want: f64 = 0.5
+                        + (0..m)
+                            .map(|k| f64::from(a[[k, i]]) * f64::from(b[[k, j]]))
+                            .sum::<f64>();
+                    let got = f64::from(out_full[[i, j + 1]]);
+                    assert!(
+                        (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{m}x{n}x{p} [{i},{j}]: {got} vs {want}"
+                    );
                 }
             }
         }

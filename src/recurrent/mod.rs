@@ -57,6 +57,8 @@ mod gru;
 mod kernels;
 mod lstm;
 mod rnn;
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+mod simd512;
 
 use std::ops::Range;
 
