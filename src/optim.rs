@@ -486,21 +486,33 @@ impl<F: Float> Optimizer<F> for Adam<F> {
         let mut moments = first.iter_mut().zip(second.iter_mut());
         model.visit_params_mut(&mut |p| {
             let Some((m, v)) = moments.next() else { return };
-            for (j, (value, &grad)) in p.value.iter_mut().zip(p.grad.iter()).enumerate() {
-                let mut g = grad;
-                if wd != F::zero() {
-                    if decoupled {
-                        *value *= decay_factor;
-                    } else {
-                        g += wd * *value;
-                    }
-                }
+            // One branch-free loop per weight-decay mode over zipped slices (no index
+            // checks), so it vectorizes; the arithmetic per element is the same in each.
+            let rows = p
+                .value
+                .iter_mut()
+                .zip(p.grad.iter())
+                .zip(m.iter_mut().zip(v.iter_mut()));
+            let update = |value: &mut F, g: F, m: &mut F, v: &mut F| {
                 // m ← m + (1 − β₁)(g − m), PyTorch's lerp form of β₁ m + (1 − β₁) g
-                let m_old = m[j];
-                m[j] = m_old + one_minus_b1 * (g - m_old);
-                v[j] = beta2 * v[j] + one_minus_b2 * g * g;
-                let denom = v[j].sqrt() / bias_correction2_sqrt + eps;
-                *value -= step_size * (m[j] / denom);
+                *m = *m + one_minus_b1 * (g - *m);
+                *v = beta2 * *v + one_minus_b2 * g * g;
+                let denom = v.sqrt() / bias_correction2_sqrt + eps;
+                *value -= step_size * (*m / denom);
+            };
+            if wd == F::zero() {
+                for ((value, &g), (m, v)) in rows {
+                    update(value, g, m, v);
+                }
+            } else if decoupled {
+                for ((value, &g), (m, v)) in rows {
+                    *value *= decay_factor;
+                    update(value, g, m, v);
+                }
+            } else {
+                for ((value, &g), (m, v)) in rows {
+                    update(value, g + wd * *value, m, v);
+                }
             }
         });
         Ok(())

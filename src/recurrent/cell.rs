@@ -106,6 +106,17 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
         if aligned && !self.forward.is_empty() && row_major(&h) && row_major(&out.view()) {
             let (lda, ldc) = (h.strides()[0] as usize, out.strides()[0] as usize);
             let bias = self.bias_hh.as_slice().expect("bias_hh is contiguous");
+            // A zero state (the first step of a sequence started from zeros): the product is
+            // the bias alone, so skip it. The test stops at the first non-zero value, so other
+            // steps pay one comparison.
+            if h.iter().all(|&v| v == F::zero()) {
+                for mut row in out.rows_mut() {
+                    row.as_slice_mut()
+                        .expect("row-major out")
+                        .copy_from_slice(&bias[rows.clone()]);
+                }
+                return;
+            }
             let out_ptr = out.as_mut_ptr();
             for g in rows.start / hid..rows.end / hid {
                 let col = g * hid - rows.start;
@@ -309,8 +320,11 @@ pub trait Cell: Debug + Clone + Send + Sync + 'static {
     fn backward_step<F: Float>(&self, step: BackwardStep<'_, '_, F>);
 
     /// Adds ∂L/∂W_hh (`[G·H, H]`) given every step's recurrent pre-activation gradient
-    /// `d_recurrent` `[T·B, G·H]`, the previous states `h_prev` `[T·B, H]` and the extra cache
-    /// `[T·B, E·H]`. The default is the one product `d_recurrentᵀ · h_prev`.
+    /// `d_recurrent` `[N, G·H]`, the previous states `h_prev` `[N, H]` and the extra cache
+    /// `[N, E·H]`, `N` rows of steps (`T·B`, or `(T−1)·B` when the first step's `h_{t−1}` is
+    /// all zeros: the driver then leaves that step's rows out of all three, as they add
+    /// nothing to a product with `h_{t−1}`; a cell whose `∂W_hh` has other terms must not rely on
+    /// seeing them). The default is the one product `d_recurrentᵀ · h_prev`.
     fn recurrent_weight_grad<F: Float>(
         &self,
         hidden: usize,

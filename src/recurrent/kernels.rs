@@ -986,10 +986,20 @@ pub(crate) fn dot2<F: Float>(x0: &[F], x1: &[F], w: &[F]) -> (F, F) {
         s0 += x0[j] * w[j];
         s1 += x1[j] * w[j];
     }
-    (
-        acc0.iter().fold(s0, |s, &v| s + v),
-        acc1.iter().fold(s1, |s, &v| s + v),
-    )
+    (s0 + tree_sum(acc0), s1 + tree_sum(acc1))
+}
+
+/// Σ of 16 partial sums as a halving tree (8 + 4 + 2 + 1 vector adds) rather than 16 dependent
+/// scalar additions, which cost more than a short dot product itself.
+#[inline(always)]
+fn tree_sum<F: Float>(mut acc: [F; 16]) -> F {
+    for width in [8, 4, 2, 1] {
+        for j in 0..width {
+            let v = acc[j + width];
+            acc[j] += v;
+        }
+    }
+    acc[0]
 }
 
 /// Σ x[j]·y[j], in 16 interleaved partial sums so it vectorizes.
@@ -1008,7 +1018,7 @@ pub(crate) fn dot<F: Float>(x: &[F], y: &[F]) -> F {
     for (&a, &b) in xr.iter().zip(yr) {
         sum += a * b;
     }
-    acc.iter().fold(sum, |s, &v| s + v)
+    sum + tree_sum(acc)
 }
 
 /// Σ x[j]², in 16 interleaved partial sums so it vectorizes.

@@ -732,10 +732,32 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         let hidden_grad_norms: Vec<F> = squares.into_iter().map(F::sqrt).collect();
 
         // Whole-sequence products: ∂W_ih = ∂Aᵀ·X, ∂b_ih = Σ ∂A, ∂X = ∂A·W_ih.
+        let mut d_bias = Array1::<F>::zeros(gh);
+        let mut d_x_tm = Array2::<F>::zeros((t * b, i));
         if i < kernels::SMALL_INPUT {
-            // ∂W_ihᵀ [I, G·H] = Σ_rows x_r ⊗ ∂A_r: I axpys per row, then added transposed.
+            // Small I: ∂W_ihᵀ [I, G·H] = Σ_rows x_r ⊗ ∂A_r (added transposed below) and
+            // ∂X[r, c] = ∂A_r · W_ih[:, c], with W_ih's columns made contiguous.
+            let w_t = self.weight_ih.value.t().as_standard_layout().into_owned();
             let mut d_w_t = vec![F::zero(); i * gh];
-            input_weight_grad_small(gh, as_slice(&d_gates), as_slice(&cache.x), &mut d_w_t);
+            let (d_a, x) = (as_slice(&d_gates), as_slice(&cache.x));
+            // One pass over ∂A for all three on AVX-512 (f32), else three passes.
+            #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+            let fused = simd512::input_side_small(
+                gh,
+                d_a,
+                x,
+                as_slice(&w_t),
+                as_slice_mut(&mut d_x_tm),
+                &mut d_w_t,
+                d_bias.as_slice_mut().expect("contiguous"),
+            );
+            #[cfg(not(all(target_arch = "x86_64", feature = "avx512")))]
+            let fused = false;
+            if !fused {
+                input_weight_grad_small(gh, d_a, x, &mut d_w_t);
+                add_column_sums(d_gates.view(), &mut d_bias);
+                input_grad_small(gh, d_a, as_slice(&w_t), as_slice_mut(&mut d_x_tm));
+            }
             for ((row, col), g) in self.weight_ih.grad.indexed_iter_mut() {
                 *g += d_w_t[col * gh + row];
             }
@@ -747,40 +769,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 F::one(),
                 &mut self.weight_ih.grad,
             );
-        }
-        // ∂b_ih = Σ_rows ∂A (and ∂b_hh the same sums unless the cell's recurrent side differs).
-        let mut d_bias = Array1::<F>::zeros(gh);
-        add_column_sums(d_gates.view(), &mut d_bias);
-        self.bias_ih.grad += &d_bias;
-        let d_rec_view = if separate {
-            d_recurrent.view()
-        } else {
-            d_gates.view()
-        };
-        let h_prev_all = cache.hs.slice(s![..t * b, ..]);
-        self.cell.recurrent_weight_grad(
-            h,
-            d_rec_view,
-            h_prev_all,
-            cache.extra.view(),
-            self.weight_hh.grad.view_mut(),
-        );
-        if separate {
-            add_column_sums(d_rec_view, &mut self.bias_hh.grad);
-        } else {
-            self.bias_hh.grad += &d_bias;
-        }
-        let mut d_x_tm = Array2::<F>::zeros((t * b, i));
-        if i < kernels::SMALL_INPUT {
-            // ∂X[r, c] = ∂A_r · W_ih[:, c]: dot products with W_ih's columns made contiguous.
-            let w_t = self.weight_ih.value.t().as_standard_layout().into_owned();
-            input_grad_small(
-                gh,
-                as_slice(&d_gates),
-                as_slice(&w_t),
-                as_slice_mut(&mut d_x_tm),
-            );
-        } else {
+            add_column_sums(d_gates.view(), &mut d_bias);
             // W_ih [G·H, I] packed once; ∂A is read in place.
             let w_ih = &self.weight_ih.value;
             let packed = Packed::new(gh, i, kernels::backend_for::<F>(), |k, j| w_ih[[k, j]]);
@@ -794,6 +783,32 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 i,
                 Start::Zero,
             );
+        }
+        // ∂b_ih = Σ_rows ∂A (and ∂b_hh the same sums unless the cell's recurrent side differs).
+        self.bias_ih.grad += &d_bias;
+        let d_rec_view = if separate {
+            d_recurrent.view()
+        } else {
+            d_gates.view()
+        };
+        // Steps whose h_{t−1} is zero (the first, from a zero initial state) add nothing to
+        // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: their rows are left out of the product.
+        let skip = if cache.hs.slice(s![..b, ..]).iter().all(|&v| v == F::zero()) {
+            b
+        } else {
+            0
+        };
+        self.cell.recurrent_weight_grad(
+            h,
+            d_rec_view.slice(s![skip.., ..]),
+            cache.hs.slice(s![skip..t * b, ..]),
+            cache.extra.slice(s![skip.., ..]),
+            self.weight_hh.grad.view_mut(),
+        );
+        if separate {
+            add_column_sums(d_rec_view, &mut self.bias_hh.grad);
+        } else {
+            self.bias_hh.grad += &d_bias;
         }
         let d_x = d_x_tm
             .into_shape_with_order((t, b, i))
