@@ -51,7 +51,11 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
         let mut kernel = Self::unpacked(weight_hh, bias_hh);
         let (rows, h) = weight_hh.dim();
         let backend = kernels::backend_for::<F>();
-        kernel.backward = Some(Packed::new(rows, h, backend, |k, j| weight_hh[[k, j]]));
+        kernel.backward = Some(match weight_hh.as_slice() {
+            // Row-major: whole panel rows copied at once.
+            Some(w) => Packed::new_rows(rows, h, backend, |k| &w[k * h..(k + 1) * h]),
+            None => Packed::new(rows, h, backend, |k, j| weight_hh[[k, j]]),
+        });
         kernel
     }
 

@@ -233,6 +233,37 @@ impl<F: Float> Packed<F> {
         }
     }
 
+    /// Packs the `B` `[rows, cols]` whose row `k` is `row(k)` (`cols` values): whole panel rows
+    /// are copied at once.
+    pub(crate) fn new_rows<'a>(
+        rows: usize,
+        cols: usize,
+        backend: Backend,
+        row: impl Fn(usize) -> &'a [F],
+    ) -> Self
+    where
+        F: 'a,
+    {
+        let nr = backend.nr();
+        let panels = cols.div_ceil(nr);
+        let mut data = vec![F::zero(); panels * rows * nr];
+        for k in 0..rows {
+            let src = row(k);
+            assert_eq!(src.len(), cols, "row {k} holds the columns");
+            for p in 0..panels {
+                let width = nr.min(cols - p * nr);
+                let dst = &mut data[p * rows * nr + k * nr..][..width];
+                dst.copy_from_slice(&src[p * nr..p * nr + width]);
+            }
+        }
+        Packed {
+            data,
+            k: rows,
+            n: cols,
+            backend,
+        }
+    }
+
     /// `K`.
     pub(crate) fn rows(&self) -> usize {
         self.k

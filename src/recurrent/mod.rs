@@ -1023,11 +1023,13 @@ unsafe fn backward_rows<'k, C: Cell, F: Float>(
         with_c,
     } = shape;
     let (r0, nb) = (rows.start, rows.len());
-    let mut d_h = vec![F::zero(); nb * h];
+    let mut d_h_sum = vec![F::zero(); if bufs.d_out.is_some() { nb * h } else { 0 }];
     let mut d_h_prev = vec![F::zero(); nb * h];
     let mut scratch = vec![F::zero(); nb * h];
     // SAFETY: rows `rows` of the [B, H] state gradients are ours.
-    let d_carry = unsafe { bufs.d_carry.slice(r0 * h, nb * h) };
+    let d_carry_out = unsafe { bufs.d_carry.slice(r0 * h, nb * h) };
+    // ∂L/∂h arriving from the step after; swapped with `d_h_prev` after each step (no copy).
+    let mut d_carry = d_carry_out.to_vec();
     let d_c = if with_c {
         unsafe { bufs.d_c.slice(r0 * h, nb * h) }
     } else {
@@ -1037,19 +1039,20 @@ unsafe fn backward_rows<'k, C: Cell, F: Float>(
         let row = step * b + r0;
         let next = (step + 1) * b + r0;
         // Everything that reaches h_t: this step's output gradient plus step t+1's share.
-        match bufs.d_out {
+        let d_h: &[F] = match bufs.d_out {
             Some(d_out) => {
-                for ((dst, &a), &c) in d_h
+                for ((dst, &a), &c) in d_h_sum
                     .iter_mut()
                     .zip(&d_out[row * h..(row + nb) * h])
                     .zip(d_carry.iter())
                 {
                     *dst = a + c;
                 }
+                &d_h_sum
             }
-            None => d_h.copy_from_slice(d_carry),
-        }
-        squares[step] += kernels::sum_of_squares(&d_h);
+            None => &d_carry,
+        };
+        squares[step] += kernels::sum_of_squares(d_h);
         // SAFETY: rows `rows` of step `step` are ours.
         unsafe {
             cell.backward_step(BackwardStep {
@@ -1064,7 +1067,7 @@ unsafe fn backward_rows<'k, C: Cell, F: Float>(
                 } else {
                     &[]
                 },
-                d_h: &d_h,
+                d_h,
                 d_c,
                 d_recurrent: if bufs.separate {
                     bufs.d_recurrent.slice(row * gh, nb * gh)
@@ -1076,8 +1079,9 @@ unsafe fn backward_rows<'k, C: Cell, F: Float>(
                 kernel,
             });
         }
-        d_carry.copy_from_slice(&d_h_prev);
+        std::mem::swap(&mut d_carry, &mut d_h_prev);
     }
+    d_carry_out.copy_from_slice(&d_carry);
 }
 
 fn check_sizes(name: &str, input_size: usize, hidden_size: usize) -> Result<()> {
