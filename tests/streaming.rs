@@ -211,3 +211,33 @@ fn layers_after_a_last_step_layer_stream_as_predict_sees_them() {
         }
     }
 }
+
+/// Inference (`predict`, which keeps no cache) and the training forward must agree bit for bit,
+/// for every cell, both output modes, f32 and f64.
+fn check_predict_is_the_training_forward<F: Float>() {
+    for kind in KINDS {
+        for (batch, steps, inputs, hidden) in [(3, 1, 2, 5), (64, 37, 3, 32), (5, 40, 1, 16)] {
+            for all_steps in [false, true] {
+                let mut model = Sequential::<F>::builder(inputs)
+                    .recurrent(kind, hidden)
+                    .return_sequences(all_steps)
+                    .dense(1)
+                    .build(3)
+                    .unwrap();
+                let x = sequence::<F>(batch, steps, inputs);
+                let predicted = model.predict(x.view()).unwrap();
+                let trained = model.forward(x.view()).unwrap();
+                assert_eq!(
+                    predicted, trained,
+                    "{kind:?} B={batch} T={steps} H={hidden} all_steps={all_steps}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn predict_equals_the_training_forward_bit_for_bit() {
+    check_predict_is_the_training_forward::<f32>();
+    check_predict_is_the_training_forward::<f64>();
+}
