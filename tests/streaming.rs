@@ -241,3 +241,84 @@ fn predict_equals_the_training_forward_bit_for_bit() {
     check_predict_is_the_training_forward::<f32>();
     check_predict_is_the_training_forward::<f64>();
 }
+
+/// A layer keeps its buffers from one pass to the next (shrinking and growing batches and
+/// sequences, with and without an initial state, a forward left without its backward, an
+/// inference forward in between): every result equals a fresh layer's, bit for bit.
+#[test]
+fn reused_buffers_give_the_results_of_a_fresh_layer() {
+    use rand::SeedableRng;
+    use recurrent::{Gru, Lstm, RecurrentState};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let lstm = Lstm::<f32>::new(3, 16, &mut rng).unwrap();
+    let gru = Gru::<f64>::new(3, 8, &mut rng).unwrap();
+    fn run<C: recurrent::Cell, F: Float>(
+        layer: &mut recurrent::Recurrent<C, F>,
+        batch: usize,
+        steps: usize,
+        with_initial: bool,
+    ) -> Vec<ndarray::ArrayD<F>> {
+        let x = sequence::<F>(batch, steps, 3);
+        let h = layer.hidden_size();
+        let initial = with_initial.then(|| {
+            let mut state = RecurrentState::zeros(batch, h, layer.cell().has_cell_state());
+            state.h.fill(F::from_f64(0.3));
+            state
+        });
+        let predicted = layer
+            .predict_with_state(x.view(), initial.as_ref())
+            .unwrap();
+        let (out, last) = layer
+            .forward_with_state(x.view(), initial.as_ref())
+            .unwrap();
+        let d_out = out.mapv(|v| v * F::from_f64(0.5));
+        let (d_x, d_initial) = layer.backward_with_state(Some(d_out.view()), None).unwrap();
+        let grads = layer.gradients();
+        vec![
+            predicted.0.into_dyn(),
+            out.into_dyn(),
+            last.h.into_dyn(),
+            d_x.into_dyn(),
+            d_initial.h.into_dyn(),
+            grads.weight_hh.into_dyn(),
+            grads.weight_ih.into_dyn(),
+            grads.bias_hh.into_dyn(),
+        ]
+    }
+    let shapes = [
+        (4, 10, false),
+        (2, 3, true),
+        (6, 12, false),
+        (4, 10, true),
+        (1, 1, false),
+    ];
+    let mut reused_lstm = lstm.clone();
+    let mut reused_gru = gru.clone();
+    // A forward whose cache no backward consumes.
+    reused_lstm
+        .forward_with_state(sequence::<f32>(5, 7, 3).view(), None)
+        .unwrap();
+    for (batch, steps, with_initial) in shapes {
+        let mut fresh = lstm.clone();
+        reused_lstm.zero_grad();
+        assert_eq!(
+            run(&mut reused_lstm, batch, steps, with_initial),
+            run(&mut fresh, batch, steps, with_initial),
+            "lstm B={batch} T={steps} initial={with_initial}"
+        );
+        let mut fresh = gru.clone();
+        reused_gru.zero_grad();
+        assert_eq!(
+            run(&mut reused_gru, batch, steps, with_initial),
+            run(&mut fresh, batch, steps, with_initial),
+            "gru B={batch} T={steps} initial={with_initial}"
+        );
+    }
+    reused_lstm.release_buffers();
+    reused_lstm.zero_grad();
+    let mut fresh = lstm.clone();
+    assert_eq!(
+        run(&mut reused_lstm, 3, 4, false),
+        run(&mut fresh, 3, 4, false)
+    );
+}

@@ -137,6 +137,28 @@ struct SequenceCache<F> {
     cs: Array2<F>,
 }
 
+impl<F> SequenceCache<F> {
+    /// The cache's large buffers, for the next pass.
+    fn into_workspace(self) -> Workspace<F> {
+        Workspace {
+            gates: into_vec(self.gates),
+            extra: into_vec(self.extra),
+            hs: into_vec(self.hs),
+            cs: into_vec(self.cs),
+        }
+    }
+}
+
+/// An owned standard-layout array's values (its whole allocation, from offset 0).
+fn into_vec<F>(a: Array2<F>) -> Vec<F> {
+    let (values, offset) = a.into_raw_vec_and_offset();
+    if offset.unwrap_or(0) == 0 {
+        values
+    } else {
+        Vec::new()
+    }
+}
+
 /// A recurrent layer over `[batch, steps, features]`, generic over its [`Cell`] and element type.
 ///
 /// Use it through the aliases [`SimpleRnn`], [`Lstm`] and [`Gru`]. Parameters are stored as
@@ -184,6 +206,79 @@ pub struct Recurrent<C: Cell, F: Float = f32> {
     carried: Option<RecurrentState<F>>,
     /// ‖∂L/∂h_t‖ per step t of the last backward.
     hidden_grad_norms: Vec<F>,
+    /// The last pass's buffers, reused by the next (see [`Workspace`]).
+    workspace: WorkspacePool<F>,
+}
+
+/// The large buffers of a pass (`[T·B, G·H]` gates, `[T·B, E·H]` extra, `[(T+1)·B, H]` h and c),
+/// kept after a backward (or an inference forward) for the next pass: a training loop then
+/// allocates, zeroes and first-touches them once instead of every batch (at the L benchmark
+/// size, 183 MB a step; at S, glibc would otherwise hand large blocks back to the system and
+/// page-fault them in again depending on its thresholds). Stale contents are harmless: the
+/// input projection writes every gate, each step writes its h, c and extra rows, and the
+/// initial rows are set explicitly.
+#[derive(Debug)]
+struct Workspace<F> {
+    gates: Vec<F>,
+    extra: Vec<F>,
+    hs: Vec<F>,
+    cs: Vec<F>,
+}
+
+/// A [`Workspace`] behind a lock, so the `&self` inference forward can use it too (a concurrent
+/// caller finding it taken allocates its own). Cloning a layer does not clone it.
+#[derive(Debug)]
+struct WorkspacePool<F>(std::sync::Mutex<Option<Workspace<F>>>);
+
+impl<F> Default for WorkspacePool<F> {
+    fn default() -> Self {
+        WorkspacePool(std::sync::Mutex::new(None))
+    }
+}
+
+impl<F> Clone for WorkspacePool<F> {
+    fn clone(&self) -> Self {
+        WorkspacePool::default()
+    }
+}
+
+impl<F> WorkspacePool<F> {
+    fn take(&self) -> Workspace<F> {
+        self.0
+            .try_lock()
+            .ok()
+            .and_then(|mut slot| slot.take())
+            .unwrap_or(Workspace {
+                gates: Vec::new(),
+                extra: Vec::new(),
+                hs: Vec::new(),
+                cs: Vec::new(),
+            })
+    }
+
+    fn put(&self, workspace: Workspace<F>) {
+        if let Ok(mut slot) = self.0.try_lock() {
+            *slot = Some(workspace);
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = None;
+        }
+    }
+}
+
+/// `buffer` resized to `n` values if its capacity holds them (contents stale, new values
+/// zero), else a new zeroed buffer.
+fn reuse_or_zeroed<F: Float>(mut buffer: Vec<F>, n: usize) -> Vec<F> {
+    if buffer.capacity() >= n {
+        buffer.resize(n, F::zero());
+        buffer
+    } else {
+        drop(buffer);
+        vec![F::zero(); n]
+    }
 }
 
 impl<F: Float> SimpleRnn<F> {
@@ -322,6 +417,7 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             stateful: false,
             carried: None,
             hidden_grad_norms: Vec::new(),
+            workspace: WorkspacePool::default(),
         })
     }
 
@@ -346,6 +442,14 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
     /// Whether the [`Layer`] output is every step.
     pub fn return_sequences(&self) -> bool {
         self.return_sequences
+    }
+
+    /// Frees the buffers the layer keeps from its last pass for the next one (about
+    /// `B·T·(G + E + 2)·H` values: the gates, the cell's extra cache, h and c of every step).
+    /// Passes keep them so that a training loop does not allocate, zero and first-touch them
+    /// every batch; call this when the layer will sit idle. The next pass allocates afresh.
+    pub fn release_buffers(&self) {
+        self.workspace.clear();
     }
 
     /// The cell.
@@ -406,7 +510,10 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
     ) -> Result<(Array3<F>, RecurrentState<F>)> {
         let cache = self.run(x, initial)?;
         let result = self.outputs(&cache, all_steps);
-        self.cache = Some(cache);
+        // A cache no backward consumed: its buffers serve the next pass.
+        if let Some(unused) = self.cache.replace(cache) {
+            self.workspace.put(unused.into_workspace());
+        }
         Ok(result)
     }
 
@@ -427,7 +534,9 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
         all_steps: bool,
     ) -> Result<(Array3<F>, RecurrentState<F>)> {
         let cache = self.run(x, initial)?;
-        Ok(self.outputs(&cache, all_steps))
+        let result = self.outputs(&cache, all_steps);
+        self.workspace.put(cache.into_workspace());
+        Ok(result)
     }
 
     /// Backpropagation through time for the last training forward.
@@ -537,12 +646,21 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             .into_owned()
             .into_shape_with_order((t * b, i))
             .map_err(|e| Error::config("input layout", e.to_string()))?;
-        // Input projection of every step at once: X · W_ihᵀ + b_ih, on the packed kernel
-        // (W_ihᵀ packed once; X is read in place).
-        // Every element is written by the product (`Start::Row` never reads C), so the buffer
-        // starts uninitialized: no zeroing pass over the largest array of the pass.
-        let mut gates = Array2::<F>::uninit((t * b, gh));
+        // The last pass's buffers when they are large enough (see `Workspace`).
+        let workspace = self.workspace.take();
+        // Every gate is written by the input projection (`Start::Row` never reads C), so a new
+        // buffer starts uninitialized: no zeroing pass over the largest array of the pass.
+        let n_gates = t * b * gh;
+        let mut gates_buffer = workspace.gates;
+        let reused = gates_buffer.capacity() >= n_gates;
+        if reused {
+            gates_buffer.resize(n_gates, F::zero());
+        } else {
+            gates_buffer = Vec::with_capacity(n_gates);
+        }
         {
+            // Input projection of every step at once: X · W_ihᵀ + b_ih, on the packed kernel
+            // (W_ihᵀ packed once; X is read in place).
             let w_ih = &self.weight_ih.value;
             let packed = Packed::new(i, gh, kernels::backend_for::<F>(), |k, j| w_ih[[j, k]]);
             let bias = self
@@ -551,9 +669,9 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                 .as_slice()
                 .expect("bias_ih is contiguous");
             let x_rows = as_slice(&x_tm);
-            assert!(x_rows.len() >= t * b * i && gates.len() == t * b * gh);
-            // SAFETY: X holds T·B rows of I (checked), the gate buffer T·B rows of G·H, owned
-            // here; `Start::Row` writes every element of C without reading it.
+            assert!(x_rows.len() >= t * b * i && gates_buffer.capacity() >= n_gates);
+            // SAFETY: X holds T·B rows of I (checked), the gate buffer room for T·B rows of
+            // G·H, owned here; `Start::Row` writes every element of C without reading it.
             unsafe {
                 packed.gemm_raw(
                     t * b,
@@ -562,22 +680,37 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
                     x_rows.as_ptr(),
                     i,
                     1,
-                    gates.as_mut_ptr().cast::<F>(),
+                    gates_buffer.as_mut_ptr(),
                     gh,
                     Start::Row(bias),
                 );
             }
         }
-        // SAFETY: every element was written just above.
-        let mut gates = unsafe { gates.assume_init() };
-
-        let mut extra = Array2::zeros((t * b, eh));
-        let mut hs = Array2::zeros(((t + 1) * b, h));
-        let mut cs = Array2::zeros((if with_c { (t + 1) * b } else { 0 }, h));
-        if let Some(state) = initial {
-            hs.slice_mut(s![..b, ..]).assign(&state.h);
-            if let Some(c0) = &state.c {
-                cs.slice_mut(s![..b, ..]).assign(c0);
+        if !reused {
+            // SAFETY: all n_gates values were written just above.
+            unsafe { gates_buffer.set_len(n_gates) };
+        }
+        let mut gates = Array2::from_shape_vec((t * b, gh), gates_buffer).expect("T·B·G·H values");
+        let mut extra =
+            Array2::from_shape_vec((t * b, eh), reuse_or_zeroed(workspace.extra, t * b * eh))
+                .expect("T·B·E·H values");
+        let c_rows = if with_c { (t + 1) * b } else { 0 };
+        let mut hs = Array2::from_shape_vec(
+            ((t + 1) * b, h),
+            reuse_or_zeroed(workspace.hs, (t + 1) * b * h),
+        )
+        .expect("(T+1)·B·H values");
+        let mut cs = Array2::from_shape_vec((c_rows, h), reuse_or_zeroed(workspace.cs, c_rows * h))
+            .expect("(T+1)·B·H values");
+        // The initial state rows (a reused buffer holds the last pass's values there).
+        match initial {
+            Some(state) => hs.slice_mut(s![..b, ..]).assign(&state.h),
+            None => hs.slice_mut(s![..b, ..]).fill(F::zero()),
+        }
+        if with_c {
+            match initial.and_then(|state| state.c.as_ref()) {
+                Some(c0) => cs.slice_mut(s![..b, ..]).assign(c0),
+                None => cs.slice_mut(s![..b, ..]).fill(F::zero()),
             }
         }
         let kernel =
@@ -821,6 +954,9 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             c: with_c.then_some(d_c),
         };
         self.hidden_grad_norms = hidden_grad_norms;
+        // The pass's buffers serve the next one.
+        cache.gates = d_gates;
+        self.workspace.put(cache.into_workspace());
         (d_x, d_initial)
     }
 }
