@@ -244,16 +244,15 @@ fn predict_equals_the_training_forward_bit_for_bit() {
 
 /// A layer keeps its buffers from one pass to the next (shrinking and growing batches and
 /// sequences, with and without an initial state, a forward left without its backward, an
-/// inference forward in between): every result equals a fresh layer's, bit for bit.
+/// inference forward in between): every result equals a fresh layer's, bit for bit. Before
+/// each measured pass the reused layer runs a pass of another shape and other inputs, so its
+/// buffers hold values the measured pass would not compute.
 #[test]
 fn reused_buffers_give_the_results_of_a_fresh_layer() {
     use rand::SeedableRng;
-    use recurrent::{Gru, Lstm, RecurrentState};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let lstm = Lstm::<f32>::new(3, 16, &mut rng).unwrap();
-    let gru = Gru::<f64>::new(3, 8, &mut rng).unwrap();
-    fn run<C: recurrent::Cell, F: Float>(
-        layer: &mut recurrent::Recurrent<C, F>,
+    use recurrent::{Cell, GruCell, Recurrent, RecurrentState};
+    fn run<C: Cell, F: Float>(
+        layer: &mut Recurrent<C, F>,
         batch: usize,
         steps: usize,
         with_initial: bool,
@@ -265,14 +264,14 @@ fn reused_buffers_give_the_results_of_a_fresh_layer() {
             state.h.fill(F::from_f64(0.3));
             state
         });
-        let predicted = layer
-            .predict_with_state(x.view(), initial.as_ref())
-            .unwrap();
         let (out, last) = layer
             .forward_with_state(x.view(), initial.as_ref())
             .unwrap();
         let d_out = out.mapv(|v| v * F::from_f64(0.5));
         let (d_x, d_initial) = layer.backward_with_state(Some(d_out.view()), None).unwrap();
+        let predicted = layer
+            .predict_with_state(x.view(), initial.as_ref())
+            .unwrap();
         let grads = layer.gradients();
         vec![
             predicted.0.into_dyn(),
@@ -285,40 +284,74 @@ fn reused_buffers_give_the_results_of_a_fresh_layer() {
             grads.bias_hh.into_dyn(),
         ]
     }
-    let shapes = [
-        (4, 10, false),
-        (2, 3, true),
-        (6, 12, false),
-        (4, 10, true),
-        (1, 1, false),
-    ];
-    let mut reused_lstm = lstm.clone();
-    let mut reused_gru = gru.clone();
-    // A forward whose cache no backward consumes.
-    reused_lstm
-        .forward_with_state(sequence::<f32>(5, 7, 3).view(), None)
-        .unwrap();
-    for (batch, steps, with_initial) in shapes {
-        let mut fresh = lstm.clone();
-        reused_lstm.zero_grad();
+    /// Fills the reused layer's buffers with other values: a pass of another shape and inputs.
+    fn scramble<C: Cell, F: Float>(layer: &mut Recurrent<C, F>, batch: usize, steps: usize) {
+        let x = sequence::<F>(batch + 1, steps + 2, 3).mapv(|v| v * F::from_f64(-1.7));
+        let (out, _) = layer.forward_with_state(x.view(), None).unwrap();
+        layer.backward_with_state(Some(out.view()), None).unwrap();
+        layer.zero_grad();
+    }
+    fn check<C: Cell, F: Float>(layer: Recurrent<C, F>, name: &str) {
+        let shapes = [
+            (4, 10, false),
+            (2, 3, true),
+            (6, 12, false),
+            (4, 10, true),
+            (1, 1, false),
+        ];
+        let mut reused = layer.clone();
+        // A forward whose cache no backward consumes.
+        reused
+            .forward_with_state(sequence::<F>(5, 7, 3).view(), None)
+            .unwrap();
+        for (batch, steps, with_initial) in shapes {
+            scramble(&mut reused, batch, steps);
+            let mut fresh = layer.clone();
+            assert_eq!(
+                run(&mut reused, batch, steps, with_initial),
+                run(&mut fresh, batch, steps, with_initial),
+                "{name} B={batch} T={steps} initial={with_initial}"
+            );
+            reused.zero_grad();
+        }
+        reused.release_buffers();
+        let mut fresh = layer.clone();
         assert_eq!(
-            run(&mut reused_lstm, batch, steps, with_initial),
-            run(&mut fresh, batch, steps, with_initial),
-            "lstm B={batch} T={steps} initial={with_initial}"
-        );
-        let mut fresh = gru.clone();
-        reused_gru.zero_grad();
-        assert_eq!(
-            run(&mut reused_gru, batch, steps, with_initial),
-            run(&mut fresh, batch, steps, with_initial),
-            "gru B={batch} T={steps} initial={with_initial}"
+            run(&mut reused, 3, 4, false),
+            run(&mut fresh, 3, 4, false),
+            "{name}"
         );
     }
-    reused_lstm.release_buffers();
-    reused_lstm.zero_grad();
-    let mut fresh = lstm.clone();
-    assert_eq!(
-        run(&mut reused_lstm, 3, 4, false),
-        run(&mut fresh, 3, 4, false)
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    check(
+        recurrent::Lstm::<f32>::new(3, 16, &mut rng).unwrap(),
+        "lstm f32",
+    );
+    check(
+        recurrent::Lstm::<f64>::new(3, 8, &mut rng).unwrap(),
+        "lstm f64",
+    );
+    check(
+        recurrent::Gru::<f32>::new(3, 16, &mut rng).unwrap(),
+        "gru f32",
+    );
+    check(
+        recurrent::Gru::<f64>::new(3, 8, &mut rng).unwrap(),
+        "gru f64",
+    );
+    check(
+        Recurrent::<GruCell, f32>::with_init(
+            GruCell::ResetBefore,
+            3,
+            16,
+            recurrent::Init::Torch,
+            &mut rng,
+        )
+        .unwrap(),
+        "gru reset-before f32",
+    );
+    check(
+        recurrent::SimpleRnn::<f32>::new(3, 16, &mut rng).unwrap(),
+        "rnn f32",
     );
 }

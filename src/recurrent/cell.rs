@@ -112,7 +112,8 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
             let bias = self.bias_hh.as_slice().expect("bias_hh is contiguous");
             // A zero state (the first step of a sequence started from zeros): the product is
             // the bias alone, so skip it. The test stops at the first non-zero value, so other
-            // steps pay one comparison.
+            // steps pay one comparison. (A non-finite W_hh then gives the bias on that step
+            // instead of 0·∞ = NaN; the next step's product carries the NaN.)
             if h.iter().all(|&v| v == F::zero()) {
                 for mut row in out.rows_mut() {
                     row.as_slice_mut()
@@ -242,17 +243,20 @@ pub struct ForwardStep<'a, 'k, F: Float> {
     /// `[B, G·H]`: on entry `W_ih x_t + b_ih`; the cell leaves here what its backward needs
     /// (usually the activated gates).
     pub gates: &'a mut [F],
-    /// `[B, E·H]`: further values the backward needs (`E` = [`Cell::extra_blocks`]).
+    /// `[B, E·H]`: further values the backward needs (`E` = [`Cell::extra_blocks`]). Its
+    /// contents on entry are unspecified (the driver reuses buffers between passes): a cell
+    /// writes every element it will read.
     pub extra: &'a mut [F],
     /// `[B, G·H]` scratch for the recurrent product.
     pub scratch: &'a mut [F],
     /// `[B, H]`: h_{t−1}.
     pub h_prev: &'a [F],
-    /// `[B, H]`: h_t, written by the cell.
+    /// `[B, H]`: h_t, every element written by the cell (contents on entry unspecified).
     pub h: &'a mut [F],
     /// `[B, H]`: c_{t−1} for cells with a cell state, else empty.
     pub c_prev: &'a [F],
-    /// `[B, H]`: c_t, written by cells with a cell state, else empty.
+    /// `[B, H]`: c_t, every element written by cells with a cell state (contents on entry
+    /// unspecified), else empty.
     pub c: &'a mut [F],
     /// The recurrent weights, packed for this pass.
     pub kernel: &'k RecurrentKernel<'k, F>,

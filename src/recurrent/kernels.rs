@@ -1131,7 +1131,7 @@ mod tests {
             let mut out_full = Array2::<f32>::from_elem((n, p + 4), 0.5);
             let applied = add_at_b(a, b.view(), out_full.slice_mut(s![.., 1..p + 1]));
             #[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-            if std::arch::is_x86_feature_detected!("avx512f") && !portable_forced() {
+            if backend_for::<f32>() == Backend::Avx512 && at_b_on_own_kernel() {
                 assert!(applied, "the AVX-512 path applies to {m}x{n}x{p}");
             }
             if !applied {

@@ -217,7 +217,6 @@ pub struct Recurrent<C: Cell, F: Float = f32> {
 /// page-fault them in again depending on its thresholds). Stale contents are harmless: the
 /// input projection writes every gate, each step writes its h, c and extra rows, and the
 /// initial rows are set explicitly.
-#[derive(Debug)]
 struct Workspace<F> {
     gates: Vec<F>,
     extra: Vec<F>,
@@ -227,8 +226,25 @@ struct Workspace<F> {
 
 /// A [`Workspace`] behind a lock, so the `&self` inference forward can use it too (a concurrent
 /// caller finding it taken allocates its own). Cloning a layer does not clone it.
-#[derive(Debug)]
 struct WorkspacePool<F>(std::sync::Mutex<Option<Workspace<F>>>);
+
+/// Capacities only: the buffers can hold hundreds of MB of values.
+impl<F> std::fmt::Debug for WorkspacePool<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.try_lock().as_deref() {
+            Ok(Some(w)) => write!(
+                f,
+                "WorkspacePool {{ gates: {}, extra: {}, hs: {}, cs: {} }}",
+                w.gates.capacity(),
+                w.extra.capacity(),
+                w.hs.capacity(),
+                w.cs.capacity()
+            ),
+            Ok(None) => f.write_str("WorkspacePool(empty)"),
+            Err(_) => f.write_str("WorkspacePool(in use)"),
+        }
+    }
+}
 
 impl<F> Default for WorkspacePool<F> {
     fn default() -> Self {
@@ -925,7 +941,9 @@ impl<C: Cell, F: Float> Recurrent<C, F> {
             d_gates.view()
         };
         // Steps whose h_{t−1} is zero (the first, from a zero initial state) add nothing to
-        // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: their rows are left out of the product.
+        // ∂W_hh = Σ_t ∂a_tᵀ h_{t−1}: their rows are left out of the product. (A non-finite
+        // ∂a in those rows then no longer turns ∂W_hh into NaN through 0·∞; ∂b and ∂W_ih still
+        // carry it, so divergence is still detected.)
         let skip = if cache.hs.slice(s![..b, ..]).iter().all(|&v| v == F::zero()) {
             b
         } else {

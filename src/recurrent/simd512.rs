@@ -48,7 +48,7 @@ pub(crate) fn sigmoid(x: __m512) -> __m512 {
 }
 
 /// tanh x on 16 lanes as one rational function, no branch to blend: x clamped to ±7.905 (where
-/// tanh rounds to ±1 in f32), `x·P(x²)/Q(x²)` with the degree-13/6 minimax coefficients Eigen
+/// this approximation reaches ±1), `x·P(x²)/Q(x²)` with the degree-13/6 minimax coefficients Eigen
 /// and ONNX Runtime use, and x itself for |x| < 4·10⁻⁴ (where x·P/Q would lose the tiny and
 /// subnormal inputs). About half the work of the exp-based form the scalar
 /// [`gate_tanh`](crate::Float::gate_tanh) uses, at a slightly larger error: within 5 ulp over
