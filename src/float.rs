@@ -178,9 +178,71 @@ impl Float for f64 {
     }
 }
 
+/// Whole-range accuracy checks of f32 activations against f64 truths, shared by the scalar
+/// and the vector versions' tests.
+#[cfg(test)]
+pub(crate) mod ulp_check {
+    /// Distance in ulp between an f32 result and the f64 truth.
+    fn ulps(got: f32, truth: f64) -> f64 {
+        let t = truth as f32;
+        let ulp = (f64::from(f32::from_bits(t.abs().to_bits() + 1)) - f64::from(t.abs())).abs();
+        (f64::from(got) - truth).abs() / ulp
+    }
+
+    /// Every 61st f32 bit pattern (every 997th with debug assertions, which run unoptimized):
+    /// all binades, both signs, NaNs included; plus the edges.
+    pub(crate) fn f32_patterns() -> impl Iterator<Item = f32> {
+        (0..=u32::MAX)
+            .step_by(if cfg!(debug_assertions) { 997 } else { 61 })
+            .chain([
+                0,
+                0x8000_0000,
+                0x7f7f_ffff,
+                0xff7f_ffff,
+                0x7f80_0000,
+                0xff80_0000,
+            ])
+            .map(f32::from_bits)
+    }
+
+    /// The worst error seen, in ulp, and where.
+    #[derive(Default)]
+    pub(crate) struct Worst(f64, f32);
+
+    impl Worst {
+        /// Checks one result: counted in ulp where the truth is at least `f32::MIN_POSITIVE`,
+        /// else within `f32::MIN_POSITIVE` absolutely (asserted).
+        pub(crate) fn record(&mut self, name: &str, x: f32, got: f32, truth: fn(f64) -> f64) {
+            let want = truth(f64::from(x));
+            if want.abs() >= f64::from(f32::MIN_POSITIVE) {
+                let u = ulps(got, want);
+                if u > self.0 {
+                    *self = Worst(u, x);
+                }
+            } else {
+                assert!(
+                    (f64::from(got) - want).abs() <= f64::from(f32::MIN_POSITIVE),
+                    "{name}({x:e}) = {got:e}, want {want:e}"
+                );
+            }
+        }
+
+        /// Prints the worst error and asserts it is within `max_ulps`.
+        pub(crate) fn assert_within(&self, name: &str, max_ulps: f64) {
+            eprintln!("{name}: worst error {:.2} ulp at x = {:e}", self.0, self.1);
+            assert!(
+                self.0 <= max_ulps,
+                "{name}: {:.2} ulp at x = {:e}",
+                self.0,
+                self.1
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Float;
+    use super::{Float, ulp_check};
 
     #[test]
     fn sigmoid_is_finite_and_saturates_for_huge_inputs() {
@@ -211,57 +273,12 @@ mod tests {
         assert_eq!((-1e4f32).sigmoid(), 0.0);
     }
 
-    /// Distance in ulp between an f32 result and the f64 truth.
-    fn ulps(got: f32, truth: f64) -> f64 {
-        let t = truth as f32;
-        let ulp = (f64::from(f32::from_bits(t.abs().to_bits() + 1)) - f64::from(t.abs())).abs();
-        (f64::from(got) - truth).abs() / ulp
-    }
-
-    /// Every 61st f32 bit pattern (every 997th with debug assertions, which run unoptimized):
-    /// all binades, both signs, NaNs excluded; plus the edges.
-    fn f32_samples() -> impl Iterator<Item = f32> {
-        (0..=u32::MAX)
-            .step_by(if cfg!(debug_assertions) { 997 } else { 61 })
-            .chain([
-                0,
-                0x8000_0000,
-                0x7f7f_ffff,
-                0xff7f_ffff,
-                0x7f80_0000,
-                0xff80_0000,
-            ])
-            .map(f32::from_bits)
-            .filter(|x| !x.is_nan())
-    }
-
     fn check_bound(name: &str, f: fn(f32) -> f32, truth: fn(f64) -> f64, max_ulps: f64) {
-        let mut worst = (0.0f64, 0.0f32);
-        for x in f32_samples() {
-            let want = truth(f64::from(x));
-            let got = f(x);
-            if want.abs() >= f64::from(f32::MIN_POSITIVE) {
-                let u = ulps(got, want);
-                if u > worst.0 {
-                    worst = (u, x);
-                }
-            } else {
-                assert!(
-                    (f64::from(got) - want).abs() <= f64::from(f32::MIN_POSITIVE),
-                    "{name}({x:e}) = {got:e}, want {want:e}"
-                );
-            }
+        let mut worst = ulp_check::Worst::default();
+        for x in ulp_check::f32_patterns().filter(|x| !x.is_nan()) {
+            worst.record(name, x, f(x), truth);
         }
-        eprintln!(
-            "{name}: worst error {:.2} ulp at x = {:e}",
-            worst.0, worst.1
-        );
-        assert!(
-            worst.0 <= max_ulps,
-            "{name}: {:.2} ulp at x = {:e}",
-            worst.0,
-            worst.1
-        );
+        worst.assert_within(name, max_ulps);
         assert!(f(f32::NAN).is_nan(), "{name}(NaN) is NaN");
     }
 

@@ -53,7 +53,7 @@ impl<'a, F: Float> RecurrentKernel<'a, F> {
         let backend = kernels::backend_for::<F>();
         kernel.backward = Some(match weight_hh.as_slice() {
             // Row-major: whole panel rows copied at once.
-            Some(w) => Packed::new_rows(rows, h, backend, |k| &w[k * h..(k + 1) * h]),
+            Some(w) => Packed::from_row_major(rows, h, w, h, backend),
             None => Packed::new(rows, h, backend, |k, j| weight_hh[[k, j]]),
         });
         kernel
@@ -339,42 +339,45 @@ pub trait Cell: Debug + Clone + Send + Sync + 'static {
         d_recurrent: ArrayView2<'_, F>,
         h_prev: ArrayView2<'_, F>,
         extra: ArrayView2<'_, F>,
-        mut d_weight_hh: ArrayViewMut2<'_, F>,
+        d_weight_hh: ArrayViewMut2<'_, F>,
     ) {
         let _ = (hidden, extra);
-        if !kernels::add_at_b(d_recurrent, h_prev, d_weight_hh.view_mut()) {
-            add_at_b_threaded(d_recurrent, h_prev, d_weight_hh);
-        }
+        add_at_b_threaded(d_recurrent, h_prev, d_weight_hh);
     }
 }
 
-/// `out [N, P] += aᵀ · b` for `a` `[M, N]`, `b` `[M, P]` on ndarray's `general_mat_mul`, with
-/// the rows of `out` split over the recurrent passes' threads when the product is large
-/// (the whole-sequence weight gradient at the M and L sizes).
+/// `out [N, P] += aᵀ · b` for `a` `[M, N]`, `b` `[M, P]` (the whole-sequence weight
+/// gradients): on this crate's AVX-512 kernel where it applies ([`kernels::add_at_b`]), else
+/// on ndarray's `general_mat_mul`, with the rows of `out` split over the recurrent passes'
+/// threads when the product is large (the M and L sizes; the result does not depend on the
+/// split).
 pub(crate) fn add_at_b_threaded<F: Float>(
     a: ArrayView2<'_, F>,
     b: ArrayView2<'_, F>,
     mut out: ArrayViewMut2<'_, F>,
 ) {
+    fn add<F: Float>(a: ArrayView2<'_, F>, b: ArrayView2<'_, F>, mut out: ArrayViewMut2<'_, F>) {
+        if !kernels::add_at_b(a, b, out.view_mut()) {
+            general_mat_mul(F::one(), &a.t(), &b, F::one(), &mut out);
+        }
+    }
     let (m, n) = a.dim();
     let p = b.ncols();
     let parts = kernels::batch_parts(n, 1, m, p);
     if parts.len() == 1 {
-        general_mat_mul(F::one(), &a.t(), &b, F::one(), &mut out);
+        add(a, b, out);
         return;
     }
     std::thread::scope(|scope| {
         let mut rest = out.view_mut();
         let mut start = 0;
         for range in parts {
-            let (mut mine, tail) = rest.split_at(Axis(0), range.end - start);
+            let (mine, tail) = rest.split_at(Axis(0), range.end - start);
             rest = tail;
             let a_part = a.slice(s![.., range.clone()]);
             let b_view = b.view();
             start = range.end;
-            scope.spawn(move || {
-                general_mat_mul(F::one(), &a_part.t(), &b_view, F::one(), &mut mine);
-            });
+            scope.spawn(move || add(a_part, b_view, mine));
         }
     });
 }

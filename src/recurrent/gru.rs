@@ -1,9 +1,11 @@
 //! The GRU cell, in both of its published forms.
 
-use ndarray::{ArrayView2, ArrayViewMut2, linalg::general_mat_mul, s};
+use ndarray::{ArrayView2, ArrayViewMut2, s};
 use serde::{Deserialize, Serialize};
 
-use super::cell::{BackwardStep, Cell, ForwardStep, elementwise, view2, view2_mut};
+use super::cell::{
+    BackwardStep, Cell, ForwardStep, add_at_b_threaded, elementwise, view2, view2_mut,
+};
 use crate::Float;
 
 /// The gated recurrent unit (gate blocks in PyTorch's order r, z, n; G = 3), in two forms that
@@ -85,29 +87,19 @@ impl Cell for GruCell {
         mut d_weight_hh: ArrayViewMut2<'_, F>,
     ) {
         match self {
-            GruCell::ResetAfter => {
-                if !super::kernels::add_at_b(d_recurrent, h_prev, d_weight_hh.view_mut()) {
-                    super::cell::add_at_b_threaded(d_recurrent, h_prev, d_weight_hh);
-                }
-            }
+            GruCell::ResetAfter => add_at_b_threaded(d_recurrent, h_prev, d_weight_hh),
             GruCell::ResetBefore => {
                 let h2 = 2 * hidden;
                 // r and z rows multiply h_{t−1}; the n rows multiply r ⊙ h_{t−1}.
-                let d_rz = d_recurrent.slice(s![.., ..h2]);
-                general_mat_mul(
-                    F::one(),
-                    &d_rz.t(),
-                    &h_prev,
-                    F::one(),
-                    &mut d_weight_hh.slice_mut(s![..h2, ..]),
+                add_at_b_threaded(
+                    d_recurrent.slice(s![.., ..h2]),
+                    h_prev,
+                    d_weight_hh.slice_mut(s![..h2, ..]),
                 );
-                let d_n = d_recurrent.slice(s![.., h2..]);
-                general_mat_mul(
-                    F::one(),
-                    &d_n.t(),
-                    &extra,
-                    F::one(),
-                    &mut d_weight_hh.slice_mut(s![h2.., ..]),
+                add_at_b_threaded(
+                    d_recurrent.slice(s![.., h2..]),
+                    extra,
+                    d_weight_hh.slice_mut(s![h2.., ..]),
                 );
             }
         }

@@ -233,31 +233,32 @@ impl<F: Float> Packed<F> {
         }
     }
 
-    /// Packs the `B` `[rows, cols]` whose row `k` is `row(k)` (`cols` values): whole panel rows
-    /// are copied at once.
-    pub(crate) fn new_rows<'a>(
+    /// Packs the row-major `B` `[rows, cols]` held in `data` (row stride `ld`): whole panel
+    /// rows are copied at once.
+    pub(crate) fn from_row_major(
         rows: usize,
         cols: usize,
+        data: &[F],
+        ld: usize,
         backend: Backend,
-        row: impl Fn(usize) -> &'a [F],
-    ) -> Self
-    where
-        F: 'a,
-    {
+    ) -> Self {
         let nr = backend.nr();
         let panels = cols.div_ceil(nr);
-        let mut data = vec![F::zero(); panels * rows * nr];
-        for k in 0..rows {
-            let src = row(k);
-            assert_eq!(src.len(), cols, "row {k} holds the columns");
-            for p in 0..panels {
-                let width = nr.min(cols - p * nr);
-                let dst = &mut data[p * rows * nr + k * nr..][..width];
-                dst.copy_from_slice(&src[p * nr..p * nr + width]);
+        assert!(
+            rows == 0 || data.len() >= (rows - 1) * ld + cols,
+            "data holds the rows"
+        );
+        let mut packed = vec![F::zero(); panels * rows * nr];
+        for p in 0..panels {
+            let width = nr.min(cols - p * nr);
+            let panel = &mut packed[p * rows * nr..(p + 1) * rows * nr];
+            for (k, dst) in panel.chunks_exact_mut(nr).enumerate() {
+                let src = &data[k * ld + p * nr..k * ld + p * nr + width];
+                dst[..width].copy_from_slice(src);
             }
         }
         Packed {
-            data,
+            data: packed,
             k: rows,
             n: cols,
             backend,
@@ -518,6 +519,8 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Init, Packed, shift, store_tile};
+    #[cfg(feature = "avx512")]
+    use crate::recurrent::simd512::first_lanes;
 
     const AVX2_MR: usize = 6;
     #[cfg(feature = "avx512")]
@@ -717,14 +720,7 @@ mod x86 {
                 // A partial panel (the last columns, or H < 32): masked loads and stores touch
                 // only the nn valid columns (masked-off lanes are never read or written; the second
                 // half's address may lie past the row, hence wrapping_add).
-                let lanes = |n: usize| -> __mmask16 {
-                    if n >= 16 {
-                        0xFFFF
-                    } else {
-                        ((1u32 << n) - 1) as __mmask16
-                    }
-                };
-                let (m0, m1) = (lanes(nn), lanes(nn.saturating_sub(16)));
+                let (m0, m1) = (first_lanes(nn), first_lanes(nn.saturating_sub(16)));
                 for (i, row) in acc.iter().enumerate() {
                     let dst = c.add(i * ldc);
                     let (x0, x1) = match init {
@@ -748,18 +744,18 @@ mod x86 {
         }
     }
 
-    /// `C[i, j] += Σ_k A[k, i]·B[k, j]` for rows `rows` of `C` and all `p` columns, `A`
-    /// `[m, ·]`, `B` `[m, p]` and `C` row-major at the given row strides (unit column stride).
+    /// `C[i, j] += Σ_k A[k, i]·B[k, j]` for `C` `[n, p]`, `A` `[m, n]`, `B` `[m, p]`, all
+    /// row-major at the given row strides (unit column stride).
     ///
     /// # Safety
     /// The pointers must be valid for those elements (`C` for reads and writes, with no other
-    /// live reference to rows `rows`).
+    /// live reference to it).
     #[cfg(feature = "avx512")]
     #[allow(clippy::incompatible_msrv, clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn at_b_avx512(
         m: usize,
-        rows: std::ops::Range<usize>,
+        n: usize,
         p: usize,
         a: *const f32,
         lda: usize,
@@ -771,9 +767,9 @@ mod x86 {
         let mut k0 = 0;
         while k0 < m {
             let kc = super::AT_B_KC.min(m - k0);
-            let mut i0 = rows.start;
-            while i0 < rows.end {
-                let mm = AVX512_MR.min(rows.end - i0);
+            let mut i0 = 0;
+            while i0 < n {
+                let mm = AVX512_MR.min(n - i0);
                 let mut j0 = 0;
                 while j0 < p {
                     let nn = 32.min(p - j0);
@@ -818,14 +814,7 @@ mod x86 {
         ldc: usize,
         nn: usize,
     ) {
-        let lanes = |n: usize| -> __mmask16 {
-            if n >= 16 {
-                0xFFFF
-            } else {
-                ((1u32 << n) - 1) as __mmask16
-            }
-        };
-        let masks = [lanes(nn), lanes(nn.saturating_sub(16))];
+        let masks = [first_lanes(nn), first_lanes(nn.saturating_sub(16))];
         let mut acc = [[_mm512_setzero_ps(); NV]; MR];
         // SAFETY (the loads and stores below): masked to the nn valid columns, rows < kc and
         // columns < MR of A inside the caller's bounds; masked-off lanes are not accessed.
@@ -931,38 +920,21 @@ fn add_at_b_avx512<F: Float>(
         b.strides()[0] as usize,
         out.strides()[0] as usize,
     );
-    let (a_ptr, b_ptr) = (
-        a.as_ptr().cast::<f32>() as usize,
-        b.as_ptr().cast::<f32>() as usize,
-    );
-    let c_ptr = out.as_mut_ptr().cast::<f32>() as usize;
-    let run = move |rows: std::ops::Range<usize>| {
-        // SAFETY: F is f32 (the AVX-512 backend is only chosen for f32) and the CPU has
-        // AVX-512F; the views hold m rows of n / p elements at the strides read above, and
-        // each call writes only the rows `rows` of `out`, borrowed mutably for this call.
-        unsafe {
-            x86::at_b_avx512(
-                m,
-                rows,
-                p,
-                a_ptr as *const f32,
-                lda,
-                b_ptr as *const f32,
-                ldb,
-                c_ptr as *mut f32,
-                ldc,
-            )
-        }
-    };
-    let parts = batch_parts(n, 1, m, p);
-    if parts.len() == 1 {
-        run(0..n);
-    } else {
-        std::thread::scope(|scope| {
-            for rows in parts {
-                scope.spawn(move || run(rows));
-            }
-        });
+    // SAFETY: F is f32 (the AVX-512 backend is only chosen for f32) and the CPU has AVX-512F;
+    // the views hold m rows of n / p elements at the strides read above, and `out` is
+    // borrowed mutably for the call.
+    unsafe {
+        x86::at_b_avx512(
+            m,
+            n,
+            p,
+            a.as_ptr().cast::<f32>(),
+            lda,
+            b.as_ptr().cast::<f32>(),
+            ldb,
+            out.as_mut_ptr().cast::<f32>(),
+            ldc,
+        );
     }
     true
 }

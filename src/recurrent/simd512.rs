@@ -191,15 +191,20 @@ fn input_side_small_f32(
     }
 }
 
+/// The first `n` of 16 lanes (all 16 for `n` ≥ 16).
+#[inline(always)]
+pub(crate) fn first_lanes(n: usize) -> __mmask16 {
+    if n >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
 /// The lanes of a 16-wide block starting at `j` of a row of `n` values.
 #[inline(always)]
 pub(crate) fn lanes(j: usize, n: usize) -> __mmask16 {
-    let left = n - j;
-    if left >= 16 {
-        0xFFFF
-    } else {
-        ((1u32 << left) - 1) as __mmask16
-    }
+    first_lanes(n - j)
 }
 
 /// Whether this CPU runs the functions here (AVX-512F) and the element-wise passes may use
@@ -235,33 +240,16 @@ pub(crate) fn as_f32<F: crate::Float>(s: &[F]) -> Option<&[f32]> {
 mod tests {
     use super::*;
     use crate::Float;
+    use crate::float::ulp_check;
 
-    fn ulps(got: f32, truth: f64) -> f64 {
-        let t = truth as f32;
-        let ulp = (f64::from(f32::from_bits(t.abs().to_bits() + 1)) - f64::from(t.abs())).abs();
-        (f64::from(got) - truth).abs() / ulp
-    }
-
-    /// Runs `f` over every 61st f32 bit pattern (and the edges) 16 at a time and checks the
-    /// same bound as the scalar activations' test.
+    /// Runs `f` over the shared f32 samples (NaNs included) 16 at a time and checks the same
+    /// bound as the scalar activations' test.
     fn check(name: &str, f: unsafe fn(__m512) -> __m512, truth: fn(f64) -> f64, max_ulps: f64) {
-        let step = if cfg!(debug_assertions) { 997 } else { 61 };
-        let mut xs: Vec<f32> = (0..=u32::MAX)
-            .step_by(step)
-            .chain([
-                0,
-                0x8000_0000,
-                0x7f7f_ffff,
-                0xff7f_ffff,
-                0x7f80_0000,
-                0xff80_0000,
-            ])
-            .map(f32::from_bits)
-            .collect();
+        let mut xs: Vec<f32> = ulp_check::f32_patterns().collect();
         while !xs.len().is_multiple_of(16) {
             xs.push(0.5);
         }
-        let mut worst = (0.0f64, 0.0f32);
+        let mut worst = ulp_check::Worst::default();
         let mut out = [0.0f32; 16];
         for chunk in xs.chunks_exact(16) {
             // SAFETY: the caller checked for AVX-512F.
@@ -271,30 +259,10 @@ mod tests {
                     assert!(got.is_nan(), "{name}(NaN) = {got}");
                     continue;
                 }
-                let want = truth(f64::from(x));
-                if want.abs() >= f64::from(f32::MIN_POSITIVE) {
-                    let u = ulps(got, want);
-                    if u > worst.0 {
-                        worst = (u, x);
-                    }
-                } else {
-                    assert!(
-                        (f64::from(got) - want).abs() <= f64::from(f32::MIN_POSITIVE),
-                        "{name}({x:e}) = {got:e}, want {want:e}"
-                    );
-                }
+                worst.record(name, x, got, truth);
             }
         }
-        eprintln!(
-            "{name}: worst error {:.2} ulp at x = {:e}",
-            worst.0, worst.1
-        );
-        assert!(
-            worst.0 <= max_ulps,
-            "{name}: {:.2} ulp at x = {:e}",
-            worst.0,
-            worst.1
-        );
+        worst.assert_within(name, max_ulps);
     }
 
     /// The fused small-input backward against the three sums written out in f64.
